@@ -1,0 +1,453 @@
+//! The command line: parse with clap, run a subcommand, map every error to
+//! a sysexits-style exit code in one place.
+
+use crate::api::State;
+use crate::client::{self, Client};
+use crate::config::{Config, ConfigError};
+use crate::daemon::{self, DaemonError};
+use crate::imaging::ImageError;
+use crate::models::{ModelError, Registry};
+use crate::predict::{self, Params, PredictError};
+use crate::server::{self, Options, ServerError};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "predictd",
+    version,
+    about = "Serves TensorFlow image classifiers over HTTP on a Unix socket"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the models (foreground, logs on stderr, unless --daemon).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides server.socket.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Fork into the background, write and lock the pidfile, log to syslog.
+        #[arg(long)]
+        daemon: bool,
+        /// Overrides server.pidfile.
+        #[arg(long)]
+        pidfile: Option<PathBuf>,
+        /// Also listen on TCP (for the HTML page in a browser).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+    },
+    /// Load every model and run one inference each; exit 0 or non-zero with the reason.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the effective configuration as TOML, every key with its value.
+    Config {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Predict for images, in-process (--config or defaults) or through a daemon (--socket).
+    Predict {
+        #[arg(long, conflicts_with = "socket")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long, allow_negative_numbers = true)]
+        x: f64,
+        #[arg(long, allow_negative_numbers = true)]
+        y: f64,
+        /// Comma-separated model names (default: all).
+        #[arg(long)]
+        models: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Print the JSON answer, one line per image.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Load a running daemon and print throughput and latency percentiles.
+    Bench {
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, conflicts_with = "duration")]
+        requests: Option<usize>,
+        /// Seconds to run.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Point to ask about (default: each image's centre).
+        #[arg(long)]
+        x: Option<u32>,
+        #[arg(long)]
+        y: Option<u32>,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+}
+
+/// Everything that can stop a subcommand, for the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
+    #[error("{0}: {1}")]
+    Predict(String, PredictError),
+    #[error("Cannot read {path}: {source}")]
+    ReadInput {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Os(String),
+}
+
+// sysexits.h
+const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
+const EX_NOINPUT: u8 = 66;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_SOFTWARE: u8 = 70;
+const EX_OSERR: u8 = 71;
+const EX_CANTCREAT: u8 = 73;
+const EX_TEMPFAIL: u8 = 75;
+const EX_CONFIG: u8 = 78;
+
+impl CliError {
+    /// The one place errors become exit codes.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => EX_CONFIG,
+            CliError::Model(m) | CliError::Server(ServerError::Models(m)) => model_exit_code(m),
+            CliError::Server(ServerError::Config(_)) => EX_CONFIG,
+            CliError::Server(ServerError::SocketInUse(_)) => EX_TEMPFAIL,
+            CliError::Server(_) => EX_CANTCREAT,
+            CliError::Daemon(d) => daemon_exit_code(d),
+            CliError::Client(client::ClientError::Connect { .. }) => EX_UNAVAILABLE,
+            CliError::Client(client::ClientError::Status { .. }) => EX_DATAERR,
+            CliError::Predict(_, PredictError::Image(ImageError::UnsupportedFormat)) => EX_DATAERR,
+            CliError::Predict(_, PredictError::Model(_)) => EX_SOFTWARE,
+            CliError::Predict(..) => EX_DATAERR,
+            CliError::ReadInput { .. } => EX_NOINPUT,
+            CliError::Os(_) => EX_OSERR,
+        }
+    }
+}
+
+fn model_exit_code(e: &ModelError) -> u8 {
+    match e {
+        ModelError::ReadGraph { .. } | ModelError::ReadLabels { .. } => EX_NOINPUT,
+        ModelError::Load { .. } | ModelError::SelfTest { .. } => EX_DATAERR,
+        _ => EX_SOFTWARE,
+    }
+}
+
+fn daemon_exit_code(e: &DaemonError) -> u8 {
+    match e {
+        DaemonError::PidfileLocked(_) => EX_TEMPFAIL,
+        DaemonError::ChildFailed(_) => EX_SOFTWARE,
+        _ => EX_OSERR,
+    }
+}
+
+/// Parses the command line and runs it; the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EX_USAGE),
+            };
+        }
+    };
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("predictd: {}", error_chain(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn absolute(p: Option<PathBuf>) -> Option<PathBuf> {
+    p.map(|p| std::path::absolute(&p).unwrap_or(p))
+}
+
+fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Serve {
+            config,
+            socket,
+            daemon,
+            pidfile,
+            http,
+        } => {
+            let options = Options {
+                config_path: absolute(config),
+                socket: absolute(socket),
+                pidfile: absolute(pidfile),
+                http,
+            };
+            serve(options, daemon)
+        }
+        Command::Check { config } => {
+            let _ = crate::logging::init_stderr();
+            let config = Config::load(absolute(config).as_deref())?;
+            let registry = Registry::load(&config)?;
+            for m in &registry.models {
+                println!(
+                    "ok {} {} {} labels, input {:?}, loaded in {:.0} ms",
+                    m.info.name, m.info.version, m.info.labels, m.info.input_shape, m.info.load_ms
+                );
+            }
+            Ok(())
+        }
+        Command::Config { config } => {
+            let config = Config::load(absolute(config).as_deref())?;
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Predict {
+            config,
+            socket,
+            x,
+            y,
+            models,
+            top,
+            json,
+            images,
+        } => {
+            let runtime = runtime(1)?;
+            runtime.block_on(predict_cli(config, socket, x, y, models, top, json, images))
+        }
+        Command::Bench {
+            socket,
+            concurrency,
+            requests,
+            duration,
+            x,
+            y,
+            images,
+        } => {
+            let runtime = runtime(2)?;
+            runtime.block_on(async move {
+                let mut inputs = Vec::new();
+                for path in &images {
+                    let bytes = std::fs::read(path).map_err(|source| CliError::ReadInput {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let (_, w, h) = crate::imaging::header_dimensions(&bytes)
+                        .map_err(|e| CliError::Predict(path.display().to_string(), e.into()))?;
+                    let query = format!("x={}&y={}", x.unwrap_or(w / 2), y.unwrap_or(h / 2));
+                    inputs.push((bytes::Bytes::from(bytes), query));
+                }
+                let requests = if duration.is_none() {
+                    Some(requests.unwrap_or(100))
+                } else {
+                    requests
+                };
+                let report = client::bench(
+                    Client::new(&socket),
+                    inputs,
+                    concurrency,
+                    requests,
+                    duration.map(Duration::from_secs_f64),
+                )
+                .await;
+                report.print();
+                Ok(())
+            })
+        }
+    }
+}
+
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("predictd-io")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Os(format!("Cannot start the async runtime: {e}")))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn predict_cli(
+    config: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    x: f64,
+    y: f64,
+    models: Option<String>,
+    top: usize,
+    json: bool,
+    images: Vec<PathBuf>,
+) -> Result<(), CliError> {
+    let x_text = x.to_string();
+    let y_text = y.to_string();
+    let top_text = top.to_string();
+    let params = Params::from_text(
+        Some(&x_text),
+        Some(&y_text),
+        models.as_deref(),
+        Some(&top_text),
+    )
+    .map_err(|e| CliError::Predict("arguments".into(), e))?;
+    let target = match socket {
+        Some(socket) => Err(Client::new(&socket)),
+        None => {
+            let config = Config::load(absolute(config).as_deref())?;
+            let registry = tokio::task::spawn_blocking(move || {
+                Registry::load(&config).map(|r| (Arc::new(r), config))
+            })
+            .await
+            .map_err(|e| CliError::Os(e.to_string()))??;
+            Ok(registry)
+        }
+    };
+    for path in &images {
+        let bytes = std::fs::read(path).map_err(|source| CliError::ReadInput {
+            path: path.clone(),
+            source,
+        })?;
+        let answer = match &target {
+            Ok((registry, config)) => {
+                let p = predict::predict(
+                    registry.clone(),
+                    bytes.into(),
+                    &params,
+                    config.server.max_pixels,
+                )
+                .await
+                .map_err(|e| CliError::Predict(path.display().to_string(), e))?;
+                serde_json::to_value(&p).expect("prediction serializes")
+            }
+            Err(client) => {
+                let mut query = format!("x={x}&y={y}&top={top}");
+                if let Some(m) = &models {
+                    query.push_str(&format!("&models={m}"));
+                }
+                client.predict(bytes.into(), &query).await?
+            }
+        };
+        if json {
+            println!("{answer}");
+        } else {
+            print_prediction(&path.display().to_string(), &answer);
+        }
+    }
+    Ok(())
+}
+
+fn print_prediction(name: &str, answer: &serde_json::Value) {
+    let w = &answer["image"]["width"];
+    let h = &answer["image"]["height"];
+    let point = &answer["point"];
+    println!("{name} ({w}x{h}) at ({}, {})", point[0], point[1]);
+    if let Some(predictions) = answer["predictions"].as_object() {
+        for (model, labels) in predictions {
+            let version = answer["models"][model].as_str().unwrap_or("");
+            let short = version.get(..version.len().min(19)).unwrap_or(version);
+            println!("  {model} [{short}] {} ms", answer["timing_ms"][model]);
+            for entry in labels.as_array().into_iter().flatten() {
+                let p = entry["probability"].as_f64().unwrap_or(0.0);
+                println!(
+                    "    {:<24} {:>6.3}",
+                    entry["label"].as_str().unwrap_or(""),
+                    p
+                );
+            }
+        }
+    }
+}
+
+/// `serve`: foreground, or forked into the background with `--daemon`.
+fn serve(options: Options, as_daemon: bool) -> Result<(), CliError> {
+    let config = options.load_config()?;
+    // Fork first: no thread and no runtime may exist before this point.
+    let mut notifier = if as_daemon {
+        let notifier = daemon::daemonize(&config.server.pidfile, |e| daemon_exit_code(e).into())?;
+        if let Err(e) = crate::logging::init_syslog(&config.server.syslog_socket) {
+            // Still serve: a missing syslog must not stop the service.
+            let _ = e;
+        }
+        Some(notifier)
+    } else {
+        let _ = crate::logging::init_stderr();
+        None
+    };
+    let notifier = Arc::new(std::sync::Mutex::new(notifier.take()));
+    let result = serve_in_process(options, config.clone(), notifier.clone());
+    if as_daemon {
+        let _ = std::fs::remove_file(&config.server.pidfile);
+    }
+    if let Err(e) = &result {
+        if let Some(mut n) = notifier.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            n.notify(Err(error_chain(e)));
+        }
+    }
+    result
+}
+
+type SharedNotifier = Arc<std::sync::Mutex<Option<daemon::Notifier>>>;
+
+fn serve_in_process(
+    options: Options,
+    config: Config,
+    notifier: SharedNotifier,
+) -> Result<(), CliError> {
+    let unix = server::bind_unix(&config)?;
+    let socket_path = config.server.socket.clone();
+    let state = Arc::new(State::new(config, options));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    crate::signals::spawn(state.clone(), shutdown_tx)
+        .map_err(|e| CliError::Os(format!("Cannot install signal handlers: {e}")))?;
+    let runtime = runtime(2)?;
+    let on_ready = Box::new(move |outcome: Result<(), String>| {
+        if let Some(mut n) = notifier.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            n.notify(outcome);
+        }
+    });
+    let result = runtime.block_on(server::run(state, unix, shutdown_rx, on_ready));
+    server::remove_socket(&socket_path);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result.map_err(CliError::from)
+}

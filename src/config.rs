@@ -1,0 +1,461 @@
+//! The configuration file: TOML, kebab-case keys, unknown keys rejected.
+//!
+//! Parsing happens once, at the edge: [`Config::load`] turns the file into
+//! typed values (octal modes parsed, crops parsed, relative paths resolved
+//! against the file's folder) and [`Config::validate`] refuses anything the
+//! rest of the daemon would otherwise have to second-guess.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("Cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or holds an unknown key; the message names the
+    /// key and its line.
+    #[error("Invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// The values parse but make no sense together.
+    #[error("Invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration. `[[model]]` sections become `models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default = "default_models", rename = "model")]
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ServerConfig {
+    /// Where the Unix socket is bound.
+    pub socket: PathBuf,
+    /// Octal permission bits set on the socket right after bind; whoever can
+    /// open the socket can talk to the daemon unless `allowed-uids` says no.
+    pub socket_mode: String,
+    /// Group given to the socket (name or numeric gid); empty leaves the
+    /// daemon's own group.
+    pub socket_group: String,
+    /// Written and locked by `serve --daemon`.
+    pub pidfile: PathBuf,
+    /// Larger request bodies get 413 before they are read in full.
+    pub max_body_bytes: u64,
+    /// Images whose header claims more pixels get 413 before any decoding,
+    /// so decompression bombs never allocate.
+    pub max_pixels: u64,
+    /// A request not answered in this time gets 504.
+    pub request_timeout_ms: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// On SIGTERM, how long requests in flight may take to finish.
+    pub shutdown_timeout_ms: u64,
+    /// Folders that JSON `path` requests may read; empty turns them off.
+    pub image_roots: Vec<PathBuf>,
+    /// Peer uids allowed to talk to the daemon; empty allows any.
+    pub allowed_uids: Vec<u32>,
+    /// Peer uids allowed to `POST /v1/reload`.
+    pub admin_uids: Vec<u32>,
+    /// Requests per second per peer uid (token bucket); 0 turns it off.
+    pub rate_per_uid: u32,
+    /// Bucket size: how many requests a uid may send at once.
+    pub rate_burst: u32,
+    /// JSON-lines file where feedback is appended; empty keeps it in memory.
+    pub feedback_log: PathBuf,
+    /// Recent predictions remembered so feedback can refer to them.
+    pub recent_predictions: usize,
+    /// Bearer token required on `--http`; empty requires none.
+    pub http_token: String,
+    /// Datagram socket of the syslog daemon used by `serve --daemon`.
+    pub syslog_socket: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            socket: PathBuf::from("predictd.sock"),
+            socket_mode: "0660".into(),
+            socket_group: String::new(),
+            pidfile: PathBuf::from("predictd.pid"),
+            max_body_bytes: 20 * 1024 * 1024,
+            max_pixels: 40_000_000,
+            request_timeout_ms: 5000,
+            max_connections: 256,
+            shutdown_timeout_ms: 10_000,
+            image_roots: Vec::new(),
+            allowed_uids: Vec::new(),
+            admin_uids: vec![0],
+            rate_per_uid: 200,
+            rate_burst: 400,
+            feedback_log: PathBuf::new(),
+            recent_predictions: 100_000,
+            http_token: String::new(),
+            syslog_socket: PathBuf::from("/dev/log"),
+        }
+    }
+}
+
+/// One classifier. Nothing about the shipped models is special: a third
+/// graph, or one from TensorFlow's `retrain.py` (input `Mul`, output
+/// `final_result`), is served by adding a section like this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ModelConfig {
+    /// Name used in requests (`models=theme`) and responses.
+    pub name: String,
+    /// Frozen GraphDef (`.pb`).
+    pub graph: PathBuf,
+    /// One label a line; line i names output index i.
+    pub labels: PathBuf,
+    /// Name of the graph's input node (a float `[1, height, width, 3]`).
+    pub input: String,
+    /// Name of the node whose output holds the class scores.
+    pub output: String,
+    /// Which part of the image the model sees around the point.
+    pub crop: Crop,
+    /// Input width in pixels; the crop is resized to it.
+    pub input_width: u32,
+    /// Input height in pixels.
+    pub input_height: u32,
+    /// Each channel value v in 0..=255 is fed as (v - input-mean) / input-std.
+    pub input_mean: f32,
+    pub input_std: f32,
+    /// Channel order the graph expects.
+    #[serde(default)]
+    pub channels: ChannelOrder,
+    /// Apply a softmax to the output (for graphs that end in logits).
+    #[serde(default)]
+    pub softmax: bool,
+    /// Threads that run this model; each runs one inference at a time.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Requests that may wait for a worker; past that, 503 `overloaded`.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_workers() -> usize {
+    1
+}
+
+fn default_queue() -> usize {
+    16
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    Bgr,
+}
+
+/// The window a model sees, written `fraction:0.8` (that share of the image's
+/// width and height, centred on the point and shifted to stay inside) or
+/// `pixels:9` (a 9x9 square around the point, clamped at the borders).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Crop {
+    Fraction(f32),
+    Pixels(u32),
+}
+
+impl fmt::Display for Crop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Crop::Fraction(v) => write!(f, "fraction:{v}"),
+            Crop::Pixels(n) => write!(f, "pixels:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Crop {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("crop {s:?} is not \"fraction:F\" (0 < F <= 1) or \"pixels:N\" (N >= 1)");
+        match s.split_once(':') {
+            Some(("fraction", v)) => match v.trim().parse::<f32>() {
+                Ok(f) if f > 0.0 && f <= 1.0 => Ok(Crop::Fraction(f)),
+                _ => Err(bad()),
+            },
+            Some(("pixels", v)) => match v.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Crop::Pixels(n)),
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Serialize for Crop {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Crop {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The two shipped classifiers, relative to the current folder so that
+/// `cargo run -- serve` works from a checkout.
+fn default_models() -> Vec<ModelConfig> {
+    vec![
+        ModelConfig {
+            name: "color".into(),
+            graph: "models/colorClassifier.pb".into(),
+            labels: "labels/colors.txt".into(),
+            input: "input".into(),
+            output: "colors".into(),
+            crop: Crop::Pixels(9),
+            input_width: 9,
+            input_height: 9,
+            input_mean: 0.0,
+            input_std: 255.0,
+            channels: ChannelOrder::Rgb,
+            softmax: false,
+            workers: 1,
+            queue: 64,
+        },
+        ModelConfig {
+            name: "theme".into(),
+            graph: "models/themeClassifier.pb".into(),
+            labels: "labels/themes.txt".into(),
+            input: "input".into(),
+            output: "themes".into(),
+            crop: Crop::Fraction(0.8),
+            input_width: 224,
+            input_height: 224,
+            input_mean: 127.0,
+            input_std: 128.0,
+            channels: ChannelOrder::Rgb,
+            softmax: false,
+            workers: 2,
+            queue: 16,
+        },
+    ]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            models: default_models(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, or the built-in defaults when `None`; resolves relative
+    /// paths (against the file's folder, or the current folder for the
+    /// defaults) and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (mut config, base) = match path {
+            None => (
+                Config::default(),
+                std::env::current_dir().unwrap_or_default(),
+            ),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?;
+                let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+                let base = if dir.as_os_str().is_empty() {
+                    std::env::current_dir().unwrap_or_default()
+                } else {
+                    dir
+                };
+                (config, base)
+            }
+        };
+        config.resolve_paths(&base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error message names the offending key and line.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// Makes every relative path absolute against `base`.
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let s = &mut self.server;
+        abs(&mut s.socket);
+        abs(&mut s.pidfile);
+        abs(&mut s.feedback_log);
+        abs(&mut s.syslog_socket);
+        s.image_roots.iter_mut().for_each(abs);
+        for m in &mut self.models {
+            abs(&mut m.graph);
+            abs(&mut m.labels);
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let s = &self.server;
+        self.socket_mode()?;
+        if s.max_body_bytes == 0 {
+            return bad("server.max-body-bytes must be at least 1".into());
+        }
+        if s.max_pixels == 0 {
+            return bad("server.max-pixels must be at least 1".into());
+        }
+        if s.request_timeout_ms == 0 {
+            return bad("server.request-timeout-ms must be at least 1".into());
+        }
+        if s.max_connections == 0 {
+            return bad("server.max-connections must be at least 1".into());
+        }
+        if s.rate_per_uid > 0 && s.rate_burst == 0 {
+            return bad("server.rate-burst must be at least 1 when rate-per-uid is set".into());
+        }
+        if self.models.is_empty() {
+            return bad("at least one [[model]] is needed".into());
+        }
+        let mut names = HashSet::new();
+        for m in &self.models {
+            let valid_name = !m.name.is_empty()
+                && m.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
+                return bad(format!(
+                    "model name {:?} must be letters, digits, '-' or '_'",
+                    m.name
+                ));
+            }
+            if !names.insert(m.name.as_str()) {
+                return bad(format!("two models are named {:?}", m.name));
+            }
+            if m.input_width == 0 || m.input_height == 0 {
+                return bad(format!(
+                    "model {:?}: input-width and input-height must be at least 1",
+                    m.name
+                ));
+            }
+            if m.input_width > 4096 || m.input_height > 4096 {
+                return bad(format!("model {:?}: input size above 4096 pixels", m.name));
+            }
+            if m.input_std == 0.0 || !m.input_std.is_finite() || !m.input_mean.is_finite() {
+                return bad(format!(
+                    "model {:?}: input-std must be a non-zero number",
+                    m.name
+                ));
+            }
+            if m.workers == 0 || m.queue == 0 {
+                return bad(format!(
+                    "model {:?}: workers and queue must be at least 1",
+                    m.name
+                ));
+            }
+            if m.input.is_empty() || m.output.is_empty() {
+                return bad(format!(
+                    "model {:?}: input and output node names are required",
+                    m.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `server.socket-mode` as permission bits.
+    pub fn socket_mode(&self) -> Result<u32, ConfigError> {
+        let text = self.server.socket_mode.trim();
+        match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+            Ok(mode) if mode <= 0o777 => Ok(mode),
+            _ => Err(ConfigError::Invalid(format!(
+                "server.socket-mode {text:?} is not an octal mode such as \"0660\""
+            ))),
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The effective configuration as a complete TOML file that `serve
+    /// --config` accepts as it is.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).expect("config always serializes");
+        format!("# predictd configuration: every key with its effective value.\n\n{body}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("[server]\nsocket = \"a\"\nmax-bodybytes = 3\n").unwrap_err();
+        assert!(err.contains("max-bodybytes"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn printed_config_parses_back_to_itself() {
+        let mut c = Config::default();
+        c.resolve_paths(Path::new("/srv/predictd"));
+        let again = Config::parse(&c.to_toml()).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            "[server]\nsocket = \"run/p.sock\"\n[[model]]\nname = \"m\"\ngraph = \"../g.pb\"\n\
+             labels = \"l.txt\"\ninput = \"Mul\"\noutput = \"final_result\"\ncrop = \"fraction:1\"\n\
+             input-width = 299\ninput-height = 299\ninput-mean = 128\ninput-std = 128\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file)).unwrap();
+        assert_eq!(c.server.socket, dir.path().join("run/p.sock"));
+        assert_eq!(c.models[0].graph, dir.path().join("../g.pb"));
+        assert_eq!(c.models[0].workers, 1);
+        assert_eq!(c.models.len(), 1);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!("fraction:0".parse::<Crop>().is_err());
+        assert!("pixels:0".parse::<Crop>().is_err());
+        assert!("middle".parse::<Crop>().is_err());
+        assert_eq!("pixels:9".parse::<Crop>().unwrap(), Crop::Pixels(9));
+        let mut c = Config::default();
+        c.server.socket_mode = "rw".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.models[1].name = "color".into();
+        assert!(c.validate().is_err());
+    }
+}

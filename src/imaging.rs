@@ -1,0 +1,380 @@
+//! Image bytes to model inputs: sniff, check size, decode once, orient, crop.
+//!
+//! The format is decided from the bytes alone. The pixel count is read from
+//! the header and checked before any pixel buffer exists, so a 100000x100000
+//! PNG costs a few bytes of parsing, not 30 GB. Decoding is strict: a
+//! truncated file is an error, never a partly grey image.
+
+use crate::config::{ChannelOrder, Crop, ModelConfig};
+use image::{imageops, DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use std::io::Cursor;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ImageError {
+    /// Nothing to decode.
+    #[error("The image is empty")]
+    Empty,
+    /// Bytes of no supported format.
+    #[error("Unsupported image format: expected JPEG, PNG, WebP, GIF or BMP")]
+    UnsupportedFormat,
+    /// The header claims more pixels than `max-pixels`.
+    #[error("Image of {width}x{height} pixels is over the limit of {limit} pixels")]
+    TooLarge { width: u32, height: u32, limit: u64 },
+    /// A supported format that does not decode completely.
+    #[error("Invalid {format} image: {reason}")]
+    Invalid {
+        format: &'static str,
+        reason: String,
+    },
+}
+
+/// Formats served; anything else is refused as unsupported.
+pub const FORMATS: [ImageFormat; 5] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::WebP,
+    ImageFormat::Gif,
+    ImageFormat::Bmp,
+];
+
+fn format_name(f: ImageFormat) -> &'static str {
+    match f {
+        ImageFormat::Jpeg => "JPEG",
+        ImageFormat::Png => "PNG",
+        ImageFormat::WebP => "WebP",
+        ImageFormat::Gif => "GIF",
+        ImageFormat::Bmp => "BMP",
+        _ => "unknown",
+    }
+}
+
+/// Decides the format from the leading bytes.
+pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    match image::guess_format(bytes) {
+        Ok(f) if FORMATS.contains(&f) => Ok(f),
+        _ => Err(ImageError::UnsupportedFormat),
+    }
+}
+
+/// Width and height as the header states them, without decoding pixels.
+pub fn header_dimensions(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), ImageError> {
+    let format = sniff(bytes)?;
+    let invalid = |e: image::ImageError| ImageError::Invalid {
+        format: format_name(format),
+        reason: e.to_string(),
+    };
+    let reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let (w, h) = reader.into_dimensions().map_err(invalid)?;
+    Ok((format, w, h))
+}
+
+/// A decoded image, oriented as displayed, in 8-bit RGB.
+#[derive(Debug)]
+pub struct Decoded {
+    pub format: ImageFormat,
+    pub rgb: RgbImage,
+}
+
+impl Decoded {
+    pub fn width(&self) -> u32 {
+        self.rgb.width()
+    }
+    pub fn height(&self) -> u32 {
+        self.rgb.height()
+    }
+}
+
+/// Decodes `bytes` once: format from the bytes, pixel count checked against
+/// `max_pixels` from the header first, EXIF orientation applied.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
+    let (format, width, height) = header_dimensions(bytes)?;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            limit: max_pixels,
+        });
+    }
+    let invalid = |reason: String| ImageError::Invalid {
+        format: format_name(format),
+        reason,
+    };
+    if width == 0 || height == 0 {
+        return Err(invalid("zero width or height".into()));
+    }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(invalid(
+            "truncated: the last scan has no end-of-image marker".into(),
+        ));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    // The header was checked above; the allocation limit is a second fence
+    // against decoders whose real output differs from what the header said
+    // (RGBA 16-bit is 8 bytes a pixel, plus working buffers).
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| invalid(e.to_string()))?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| invalid(e.to_string()))?;
+    img.apply_orientation(orientation);
+    let rgb = match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    };
+    Ok(Decoded { format, rgb })
+}
+
+/// A JPEG whose upload was cut short still decodes in most decoders, with
+/// the missing rows filled in grey. The end-of-image marker after the last
+/// start-of-scan tells a whole file from a cut one: entropy-coded data
+/// escapes every 0xFF byte, so neither marker can occur inside it by chance.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_marker = |marker: u8| {
+        bytes
+            .windows(2)
+            .rposition(|w| w[0] == 0xFF && w[1] == marker)
+    };
+    match (last_marker(0xDA), last_marker(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
+}
+
+/// Where the model's window lies in the image: left, top, width, height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Window {
+    pub x: i64,
+    pub y: i64,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The window a crop policy gives around `(px, py)` in a `w` x `h` image.
+/// Fractions shift the window to stay inside; pixel squares are centred on
+/// the point and may reach past the border (those pixels are clamped).
+pub fn window(crop: Crop, w: u32, h: u32, px: u32, py: u32) -> Window {
+    match crop {
+        Crop::Fraction(f) => {
+            let cw = ((w as f32 * f).round() as u32).clamp(1, w);
+            let ch = ((h as f32 * f).round() as u32).clamp(1, h);
+            let left = (i64::from(px) - i64::from(cw / 2)).clamp(0, i64::from(w - cw));
+            let top = (i64::from(py) - i64::from(ch / 2)).clamp(0, i64::from(h - ch));
+            Window {
+                x: left,
+                y: top,
+                width: cw,
+                height: ch,
+            }
+        }
+        Crop::Pixels(n) => Window {
+            x: i64::from(px) - i64::from(n / 2),
+            y: i64::from(py) - i64::from(n / 2),
+            width: n,
+            height: n,
+        },
+    }
+}
+
+/// Crops the model's window around the point, resizes it to the model's
+/// input and scales the values: the model's input tensor data, NHWC order.
+pub fn model_input(img: &RgbImage, spec: &ModelConfig, px: u32, py: u32) -> (Window, Vec<f32>) {
+    let win = window(spec.crop, img.width(), img.height(), px, py);
+    let patch = extract(img, win);
+    let (tw, th) = (spec.input_width, spec.input_height);
+    let resized = if patch.dimensions() == (tw, th) {
+        patch
+    } else {
+        resize(&patch, tw, th)
+    };
+    let (mean, inv_std) = (spec.input_mean, 1.0 / spec.input_std);
+    let mut data = Vec::with_capacity((tw * th * 3) as usize);
+    for p in resized.pixels() {
+        let [r, g, b] = p.0;
+        let ordered = match spec.channels {
+            ChannelOrder::Rgb => [r, g, b],
+            ChannelOrder::Bgr => [b, g, r],
+        };
+        data.extend(ordered.iter().map(|&v| (f32::from(v) - mean) * inv_std));
+    }
+    (win, data)
+}
+
+/// Copies the window out, clamping coordinates that fall outside the image
+/// (edge pixels repeat), so a window at a corner or an image smaller than
+/// the window still gives a full patch.
+fn extract(img: &RgbImage, win: Window) -> RgbImage {
+    let inside = win.x >= 0
+        && win.y >= 0
+        && win.x + i64::from(win.width) <= i64::from(img.width())
+        && win.y + i64::from(win.height) <= i64::from(img.height());
+    if inside {
+        return imageops::crop_imm(img, win.x as u32, win.y as u32, win.width, win.height)
+            .to_image();
+    }
+    let (maxx, maxy) = (i64::from(img.width()) - 1, i64::from(img.height()) - 1);
+    RgbImage::from_fn(win.width, win.height, |i, j| {
+        let sx = (win.x + i64::from(i)).clamp(0, maxx) as u32;
+        let sy = (win.y + i64::from(j)).clamp(0, maxy) as u32;
+        *img.get_pixel(sx, sy)
+    })
+}
+
+/// Resizes the crop to the model's input. Shrinking averages the source
+/// pixels under each target pixel (area averaging: antialiased, and several
+/// times cheaper than a float filter); enlarging, for crops smaller than
+/// the input, interpolates bilinearly.
+fn resize(patch: &RgbImage, tw: u32, th: u32) -> RgbImage {
+    let (w, h) = patch.dimensions();
+    if w >= tw && h >= th {
+        imageops::thumbnail(patch, tw, th)
+    } else {
+        imageops::resize(patch, tw, th, imageops::FilterType::Triangle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn fraction_window_stays_inside() {
+        let c = Crop::Fraction(0.8);
+        assert_eq!(
+            window(c, 100, 50, 50, 25),
+            Window {
+                x: 10,
+                y: 5,
+                width: 80,
+                height: 40
+            }
+        );
+        assert_eq!(
+            window(c, 100, 50, 0, 0),
+            Window {
+                x: 0,
+                y: 0,
+                width: 80,
+                height: 40
+            }
+        );
+        assert_eq!(
+            window(c, 100, 50, 99, 49),
+            Window {
+                x: 20,
+                y: 10,
+                width: 80,
+                height: 40
+            }
+        );
+        assert_eq!(
+            window(c, 1, 1, 0, 0),
+            Window {
+                x: 0,
+                y: 0,
+                width: 1,
+                height: 1
+            }
+        );
+    }
+
+    #[test]
+    fn pixel_window_is_centred_and_clamped() {
+        let img = RgbImage::from_fn(20, 20, |x, y| image::Rgb([x as u8, y as u8, 0]));
+        let win = window(Crop::Pixels(9), 20, 20, 0, 19);
+        assert_eq!(
+            win,
+            Window {
+                x: -4,
+                y: 15,
+                width: 9,
+                height: 9
+            }
+        );
+        let patch = extract(&img, win);
+        assert_eq!(patch.get_pixel(0, 0).0, [0, 15, 0]);
+        assert_eq!(patch.get_pixel(8, 8).0, [4, 19, 0]);
+        let tiny = RgbImage::from_pixel(1, 1, image::Rgb([7, 8, 9]));
+        let patch = extract(&tiny, window(Crop::Pixels(9), 1, 1, 0, 0));
+        assert!(patch.pixels().all(|p| p.0 == [7, 8, 9]));
+    }
+
+    #[test]
+    fn decodes_every_format_and_refuses_others() {
+        let img = RgbImage::from_fn(31, 17, |x, y| image::Rgb([x as u8 * 8, y as u8 * 15, 128]));
+        for f in [
+            ImageFormat::Png,
+            ImageFormat::Jpeg,
+            ImageFormat::Bmp,
+            ImageFormat::Gif,
+            ImageFormat::WebP,
+        ] {
+            let d = decode(&encode(&img, f), 1_000_000).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            assert_eq!((d.width(), d.height(), d.format), (31, 17, f));
+        }
+        assert_eq!(decode(b"", 100).unwrap_err(), ImageError::Empty);
+        assert_eq!(
+            decode(b"hello world", 100).unwrap_err(),
+            ImageError::UnsupportedFormat
+        );
+        // A TIFF header: a real image format, but not one that is served.
+        let tiff = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00";
+        assert_eq!(
+            decode(tiff, 1_000_000).unwrap_err(),
+            ImageError::UnsupportedFormat
+        );
+    }
+
+    #[test]
+    fn truncated_files_are_invalid() {
+        let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 9]));
+        for f in [ImageFormat::Png, ImageFormat::Jpeg] {
+            let bytes = encode(&img, f);
+            let cut = &bytes[..bytes.len() * 2 / 3];
+            assert!(
+                matches!(decode(cut, 1_000_000), Err(ImageError::Invalid { .. })),
+                "{f:?} cut short must not decode"
+            );
+        }
+    }
+
+    #[test]
+    fn pixel_limit_is_checked_before_decoding() {
+        let img = RgbImage::new(100, 100);
+        let err = decode(&encode(&img, ImageFormat::Png), 9_999).unwrap_err();
+        assert_eq!(
+            err,
+            ImageError::TooLarge {
+                width: 100,
+                height: 100,
+                limit: 9_999
+            }
+        );
+    }
+
+    #[test]
+    fn input_is_scaled_and_ordered() {
+        let img = RgbImage::from_pixel(50, 40, image::Rgb([255, 127, 0]));
+        let mut spec = crate::config::Config::default().models[1].clone();
+        spec.input_width = 4;
+        spec.input_height = 3;
+        let (_, data) = model_input(&img, &spec, 10, 10);
+        assert_eq!(data.len(), 4 * 3 * 3);
+        assert_eq!(&data[..3], &[1.0, 0.0, -127.0 / 128.0]);
+        spec.channels = ChannelOrder::Bgr;
+        let (_, data) = model_input(&img, &spec, 10, 10);
+        assert_eq!(&data[..3], &[-127.0 / 128.0, 0.0, 1.0]);
+    }
+}

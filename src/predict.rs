@@ -1,0 +1,236 @@
+//! One prediction: decode the image once, send it to every requested model
+//! at the same time, gather the answers.
+//!
+//! Both `POST /v1/predict` and `predictd predict --config` run this, so the
+//! command line exercises exactly the path the daemon serves.
+
+use crate::imaging::{self, ImageError, Window};
+use crate::models::{top_labels, ModelError, Registry};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Most labels a caller may ask for per model.
+pub const MAX_TOP: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// A parameter is missing or malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A requested model is not configured.
+    #[error("Unknown model {0:?}")]
+    UnknownModel(String),
+    /// The point is not inside the image as displayed.
+    #[error("Point ({x}, {y}) is outside the {width}x{height} image")]
+    PointOutOfBounds {
+        x: f64,
+        y: f64,
+        width: u32,
+        height: u32,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// What the caller asks, already parsed from whichever input mode it used.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub x: f64,
+    pub y: f64,
+    /// `None`: every model, in config order.
+    pub models: Option<Vec<String>>,
+    pub top: usize,
+}
+
+impl Params {
+    /// Builds parameters from text values (query string or form fields).
+    pub fn from_text(
+        x: Option<&str>,
+        y: Option<&str>,
+        models: Option<&str>,
+        top: Option<&str>,
+    ) -> Result<Params, PredictError> {
+        let coord = |name: &str, v: Option<&str>| -> Result<f64, PredictError> {
+            let v =
+                v.ok_or_else(|| PredictError::BadRequest(format!("Missing parameter {name}")))?;
+            match v.trim().parse::<f64>() {
+                Ok(n) if n.is_finite() => Ok(n),
+                _ => Err(PredictError::BadRequest(format!(
+                    "Parameter {name}={v:?} is not a number"
+                ))),
+            }
+        };
+        let top = match top {
+            None => 5,
+            Some(t) => parse_top(t.trim().parse::<i64>().ok())?,
+        };
+        let models = models.map(|m| {
+            m.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+        Params::checked(coord("x", x)?, coord("y", y)?, models, top)
+    }
+
+    /// Validates already-typed values (the JSON mode).
+    pub fn checked(
+        x: f64,
+        y: f64,
+        models: Option<Vec<String>>,
+        top: usize,
+    ) -> Result<Params, PredictError> {
+        if !x.is_finite() || !y.is_finite() {
+            return Err(PredictError::BadRequest("x and y must be numbers".into()));
+        }
+        if let Some(m) = &models {
+            if m.is_empty() {
+                return Err(PredictError::BadRequest(
+                    "Parameter models names no model".into(),
+                ));
+            }
+        }
+        parse_top(Some(top as i64))?;
+        Ok(Params { x, y, models, top })
+    }
+}
+
+fn parse_top(top: Option<i64>) -> Result<usize, PredictError> {
+    match top {
+        Some(t) if t >= 1 && t as usize <= MAX_TOP => Ok(t as usize),
+        _ => Err(PredictError::BadRequest(format!(
+            "Parameter top must be a whole number from 1 to {MAX_TOP}"
+        ))),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Scored {
+    pub label: String,
+    pub probability: f32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The answer, shaped as the JSON body of `POST /v1/predict`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub id: String,
+    pub predictions: BTreeMap<String, Vec<Scored>>,
+    /// Model name to version (`sha256:...`).
+    pub models: BTreeMap<String, String>,
+    pub image: Size,
+    /// The point as used (pixels, after EXIF orientation).
+    pub point: [u32; 2],
+    /// The window each model saw.
+    pub crops: BTreeMap<String, Window>,
+    /// `decode`, one entry per model (crop, resize and inference), `total`.
+    pub timing_ms: BTreeMap<String, f64>,
+    /// Every model's full probabilities are kept for feedback bookkeeping
+    /// but not sent.
+    #[serde(skip)]
+    pub full: BTreeMap<String, Vec<Scored>>,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+/// Runs one prediction on `bytes` with the models of `registry`.
+pub async fn predict(
+    registry: Arc<Registry>,
+    bytes: bytes::Bytes,
+    params: &Params,
+    max_pixels: u64,
+) -> Result<Prediction, PredictError> {
+    let started = Instant::now();
+    // Resolve the model names before spending time on decoding.
+    let models = match &params.models {
+        None => registry.models.clone(),
+        Some(names) => {
+            let mut chosen = Vec::new();
+            for name in names {
+                let m = registry
+                    .get(name)
+                    .ok_or_else(|| PredictError::UnknownModel(name.clone()))?;
+                if !chosen
+                    .iter()
+                    .any(|c: &Arc<crate::models::Model>| Arc::ptr_eq(c, m))
+                {
+                    chosen.push(m.clone());
+                }
+            }
+            chosen
+        }
+    };
+    let decoded = tokio::task::spawn_blocking(move || imaging::decode(&bytes, max_pixels))
+        .await
+        .map_err(|e| PredictError::BadRequest(format!("decoder failed: {e}")))??;
+    let decode_time = started.elapsed();
+    let (width, height) = (decoded.width(), decoded.height());
+    let inside = params.x >= 0.0
+        && params.y >= 0.0
+        && params.x < f64::from(width)
+        && params.y < f64::from(height);
+    if !inside {
+        return Err(PredictError::PointOutOfBounds {
+            x: params.x,
+            y: params.y,
+            width,
+            height,
+        });
+    }
+    let (x, y) = (params.x.floor() as u32, params.y.floor() as u32);
+    let image = Arc::new(decoded.rgb);
+    // Queue every model's job before awaiting any, so they run side by side.
+    let mut pending = Vec::with_capacity(models.len());
+    for m in &models {
+        pending.push(m.submit(image.clone(), x, y)?);
+    }
+    let mut out = Prediction {
+        id: uuid::Uuid::now_v7().to_string(),
+        predictions: BTreeMap::new(),
+        models: BTreeMap::new(),
+        image: Size { width, height },
+        point: [x, y],
+        crops: BTreeMap::new(),
+        timing_ms: BTreeMap::new(),
+        full: BTreeMap::new(),
+    };
+    out.timing_ms.insert("decode".into(), ms(decode_time));
+    for (m, rx) in models.iter().zip(pending) {
+        let name = &m.info.name;
+        let inference = rx.await.map_err(|_| ModelError::Gone(name.clone()))??;
+        log::info!(
+            "inference: model={} version={} batch=1 queued_ms={:.2} preprocess_ms={:.2} ms={:.2}",
+            name,
+            m.info.version,
+            ms(inference.queued),
+            ms(inference.preprocess),
+            ms(inference.elapsed)
+        );
+        let all: Vec<Scored> = top_labels(&m.labels, &inference.probabilities, usize::MAX)
+            .into_iter()
+            .map(|(label, probability)| Scored {
+                label: label.to_string(),
+                probability,
+            })
+            .collect();
+        out.predictions
+            .insert(name.clone(), all[..params.top.min(all.len())].to_vec());
+        out.full.insert(name.clone(), all);
+        out.models.insert(name.clone(), m.info.version.clone());
+        out.crops.insert(name.clone(), inference.window);
+        out.timing_ms.insert(name.clone(), ms(inference.elapsed));
+    }
+    out.timing_ms.insert("total".into(), ms(started.elapsed()));
+    Ok(out)
+}

@@ -1,0 +1,268 @@
+//! Listeners and the serving loop: bind the Unix socket (and `--http`),
+//! accept connections with the peer's credentials, serve HTTP/1.1 with
+//! hyper, load models, reload on demand, drain on shutdown.
+
+use crate::api::{self, Peer, State};
+use crate::config::Config;
+use crate::models::{ModelError, Registry};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, Semaphore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another live daemon answers on the socket.
+    #[error("Socket {0} is in use by a running process")]
+    SocketInUse(PathBuf),
+    /// Something that is not a socket sits at the socket's path.
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("Cannot bind {what}")]
+    Bind {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Cannot set owner or mode of socket {path}: {reason}")]
+    SocketPermissions { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Models(#[from] ModelError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// How `serve` was asked to run, beyond the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Re-read on reload; `None` means built-in defaults.
+    pub config_path: Option<PathBuf>,
+    /// `--socket`, kept across reloads.
+    pub socket: Option<PathBuf>,
+    /// `--pidfile`, kept across reloads.
+    pub pidfile: Option<PathBuf>,
+    /// `--http`: also listen on TCP.
+    pub http: Option<SocketAddr>,
+}
+
+impl Options {
+    /// Loads the config file (or defaults) and applies command-line overrides.
+    pub fn load_config(&self) -> Result<Config, crate::config::ConfigError> {
+        let mut config = Config::load(self.config_path.as_deref())?;
+        let cwd = std::env::current_dir().unwrap_or_default();
+        if let Some(s) = &self.socket {
+            config.server.socket = cwd.join(s);
+        }
+        if let Some(p) = &self.pidfile {
+            config.server.pidfile = cwd.join(p);
+        }
+        Ok(config)
+    }
+}
+
+/// Binds the Unix socket: a stale socket file left by a dead daemon is
+/// replaced, a live one or any other file is left alone. Mode and group are
+/// set right after bind, before the first connection is accepted.
+pub fn bind_unix(config: &Config) -> Result<std::os::unix::net::UnixListener, ServerError> {
+    let path = &config.server.socket;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ServerError::NotASocket(path.clone()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServerError::SocketInUse(path.clone()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let what = || format!("socket {}", path.display());
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).map_err(|source| ServerError::Bind {
+            what: what(),
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServerError::Bind {
+            what: what(),
+            source,
+        })?;
+    let perm_err = |reason: String| ServerError::SocketPermissions {
+        path: path.clone(),
+        reason,
+    };
+    let mode = config.socket_mode()?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| perm_err(e.to_string()))?;
+    let group = config.server.socket_group.trim();
+    if !group.is_empty() {
+        let gid = match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => match nix::unistd::Group::from_name(group) {
+                Ok(Some(g)) => g.gid.as_raw(),
+                _ => return Err(perm_err(format!("no group {group:?}"))),
+            },
+        };
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| perm_err(e.to_string()))?;
+    }
+    Ok(listener)
+}
+
+/// Serves until `shutdown` turns true, then drains. `on_ready` is called
+/// once: with `Ok` when the socket is bound and every model has passed its
+/// test inference, or with the error that stopped the start.
+pub async fn run(
+    state: Arc<State>,
+    unix: std::os::unix::net::UnixListener,
+    mut shutdown: watch::Receiver<bool>,
+    on_ready: Box<dyn FnOnce(Result<(), String>) + Send>,
+) -> Result<(), ServerError> {
+    let socket_path = state.config.load().server.socket.clone();
+    let http = state.options.http;
+    let unix = UnixListener::from_std(unix).map_err(|source| ServerError::Bind {
+        what: format!("socket {}", socket_path.display()),
+        source,
+    })?;
+    let tcp = match http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    what: format!("--http {addr}"),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let max_conn = state.config.load().server.max_connections;
+    let slots = Arc::new(Semaphore::new(max_conn));
+
+    // Load the models on their own threads while the socket already answers
+    // /healthz (and /readyz with 503).
+    let loader_state = state.clone();
+    let loading = tokio::task::spawn_blocking(move || {
+        let config = loader_state.config.load_full();
+        let started = Instant::now();
+        let registry = Registry::load(&config)?;
+        loader_state.registry.store(Some(Arc::new(registry)));
+        log::info!(
+            "ready: {} models loaded in {:.0} ms",
+            config.models.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        Ok::<(), ModelError>(())
+    });
+    let mut loading = Some(loading);
+    let mut on_ready = Some(on_ready);
+
+    log::info!(
+        "start: pid={} socket={}",
+        std::process::id(),
+        socket_path.display()
+    );
+    loop {
+        tokio::select! {
+            done = async { loading.as_mut().unwrap().await }, if loading.is_some() => {
+                loading = None;
+                let outcome = done.unwrap_or_else(|e| Err(ModelError::Gone(e.to_string())));
+                if let Err(e) = outcome {
+                    log::error!("start failed: {e}");
+                    if let Some(cb) = on_ready.take() { cb(Err(e.to_string())); }
+                    let _ = std::fs::remove_file(&socket_path);
+                    return Err(e.into());
+                }
+                if let Some(cb) = on_ready.take() { cb(Ok(())); }
+            }
+            permit = slots.clone().acquire_owned() => {
+                let permit = permit.expect("semaphore never closed");
+                tokio::select! {
+                    accepted = unix.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let peer = match stream.peer_cred() {
+                                Ok(c) => Peer::Unix { uid: c.uid(), gid: c.gid(), pid: c.pid() },
+                                Err(e) => { log::warn!("cannot read peer credentials: {e}"); continue; }
+                            };
+                            serve_connection(&state, &graceful, TokioIo::new(stream), peer, permit);
+                        }
+                        Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
+                    },
+                    accepted = async { tcp.as_ref().unwrap().accept().await }, if tcp.is_some() => match accepted {
+                        Ok((stream, addr)) => serve_connection(&state, &graceful, TokioIo::new(stream), Peer::Tcp(addr), permit),
+                        Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
+                    },
+                    _ = shutdown.changed() => {}
+                }
+            }
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+
+    // Stop accepting: the socket file goes first so clients fail fast.
+    drop(unix);
+    drop(tcp);
+    let _ = std::fs::remove_file(&socket_path);
+    let timeout = Duration::from_millis(state.config.load().server.shutdown_timeout_ms);
+    let in_flight = state.in_flight.load(Ordering::SeqCst);
+    log::info!(
+        "stop: draining {in_flight} requests (at most {} ms)",
+        timeout.as_millis()
+    );
+    if tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "stop: requests still running after {} ms were cut off",
+            timeout.as_millis()
+        );
+    }
+    if let Some(cb) = on_ready.take() {
+        cb(Err("stopped before the models were loaded".into()));
+    }
+    log::info!("stop: done");
+    Ok(())
+}
+
+fn serve_connection<I>(
+    state: &Arc<State>,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    io: I,
+    peer: Peer,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let state = state.clone();
+    let header_timeout = Duration::from_millis(state.config.load().server.request_timeout_ms);
+    let service = service_fn(move |req| api::handle(state.clone(), peer, req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(io, service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            log::debug!("connection from {peer} ended: {e}");
+        }
+        drop(permit);
+    });
+}
+
+/// Removes the socket file if it is still ours (a socket).
+pub fn remove_socket(path: &Path) {
+    if std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false)
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,170 @@
+//! The command line: check, config, predict, exit codes.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_passes_on_the_shipped_models() {
+    let (code, out, err) = run(&["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("ok color sha256:") && out.contains("ok theme sha256:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_fails_clearly_on_missing_and_corrupt_graphs() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = write_config(dir.path(), "", None);
+    let text = std::fs::read_to_string(&missing)
+        .unwrap()
+        .replace("models/themeClassifier.pb", "models/nothere.pb");
+    std::fs::write(&missing, text).unwrap();
+    let (code, _, err) = run(&["check", "--config", missing.to_str().unwrap()]);
+    assert_eq!(code, 66, "EX_NOINPUT: {err}");
+    assert!(
+        err.contains("nothere.pb") && err.contains("No such file"),
+        "{err}"
+    );
+
+    let corrupt_graph = dir.path().join("corrupt.pb");
+    std::fs::write(&corrupt_graph, b"\x0a\x05hello this is not a graph").unwrap();
+    let text = std::fs::read_to_string(&missing).unwrap().replace(
+        &root().join("models/nothere.pb").display().to_string(),
+        &corrupt_graph.display().to_string(),
+    );
+    std::fs::write(&missing, text).unwrap();
+    let (code, _, err) = run(&["check", "--config", missing.to_str().unwrap()]);
+    assert_eq!(code, 65, "EX_DATAERR: {err}");
+    assert!(
+        err.contains("corrupt.pb") && err.contains("Model theme"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_errors_name_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[server]\nsocket = \"x.sock\"\nmax-body = 3\n").unwrap();
+    let (code, _, err) = run(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 78, "EX_CONFIG: {err}");
+    assert!(err.contains("max-body") && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn printed_config_is_complete_and_accepted() {
+    let (code, out, _) = run(&["config"]);
+    assert_eq!(code, 0);
+    for key in [
+        "socket",
+        "socket-mode",
+        "pidfile",
+        "max-body-bytes",
+        "max-pixels",
+        "request-timeout-ms",
+        "image-roots",
+        "allowed-uids",
+        "admin-uids",
+        "rate-per-uid",
+        "rate-burst",
+        "feedback-log",
+        "http-token",
+        "[[model]]",
+        "input-width",
+        "input-mean",
+        "input-std",
+        "crop",
+        "workers",
+        "queue",
+        "softmax",
+    ] {
+        assert!(out.contains(key), "missing {key} in:\n{out}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("printed.toml");
+    std::fs::write(&file, &out).unwrap();
+    let (code, again, err) = run(&["config", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again, out, "printing the printed config changes nothing");
+}
+
+#[test]
+fn predict_in_process_prints_labels_and_json() {
+    let img = root().join("tests/fixtures/photos/tuxpaint-strawberry2.jpg");
+    let (code, out, err) = run(&["predict", "--x", "149", "--y", "333", img.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("color") && out.contains("red") && out.contains("Food & Cooking"),
+        "{out}"
+    );
+    let (code, out, _) = run(&[
+        "predict",
+        "--json",
+        "--top",
+        "3",
+        "--models",
+        "theme",
+        "--x",
+        "149",
+        "--y",
+        "333",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["predictions"]["theme"].as_array().unwrap().len(), 3);
+    let (code, _, err) = run(&["predict", "--x", "5000", "--y", "1", img.to_str().unwrap()]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("outside"), "{err}");
+    let (code, _, _) = run(&["predict", "--x", "1", "--y", "1", "/nonexistent.jpg"]);
+    assert_eq!(code, 66);
+    let (code, _, _) = run(&["predict", "--x", "1"]);
+    assert_eq!(code, 64, "usage error");
+}
+
+#[test]
+fn predict_through_a_running_daemon() {
+    let d = Daemon::start("");
+    let img = root().join("tests/fixtures/photos/skimage-coffee.jpg");
+    let (code, out, err) = run(&[
+        "predict",
+        "--socket",
+        d.socket.to_str().unwrap(),
+        "--json",
+        "--x",
+        "300",
+        "--y",
+        "200",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["predictions"]["theme"][0]["label"], "Drinks");
+    let (code, _, err) = run(&[
+        "predict",
+        "--socket",
+        "/nonexistent.sock",
+        "--x",
+        "1",
+        "--y",
+        "1",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 69, "EX_UNAVAILABLE: {err}");
+}

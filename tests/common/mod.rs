@@ -1,0 +1,281 @@
+//! Test harness: starts the real `predictd` binary on a socket in a temp
+//! folder and talks HTTP/1.1 to it over the socket, as a client would.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_predictd");
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("tests/fixtures/photos").join(name)).unwrap()
+}
+
+/// The default config with the socket (and anything in `extra_server`) in
+/// `dir`, models from the checkout.
+pub fn write_config(dir: &Path, extra_server: &str, models: Option<&str>) -> PathBuf {
+    let default = Command::new(BIN)
+        .arg("config")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(default.status.success());
+    let mut text = String::from_utf8(default.stdout).unwrap();
+    let socket = dir.join("predictd.sock");
+    text = text.replace(
+        &format!(
+            "socket = {:?}",
+            root().join("predictd.sock").display().to_string()
+        ),
+        &format!("socket = {:?}", socket.display().to_string()),
+    );
+    text = text.replace(
+        &format!(
+            "pidfile = {:?}",
+            root().join("predictd.pid").display().to_string()
+        ),
+        &format!(
+            "pidfile = {:?}",
+            dir.join("predictd.pid").display().to_string()
+        ),
+    );
+    if !extra_server.is_empty() {
+        // Keys given here replace the printed ones of the same name.
+        for line in extra_server.lines().filter(|l| l.contains('=')) {
+            let key = line.split('=').next().unwrap().trim();
+            let lines: Vec<String> = text
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} =")))
+                .map(String::from)
+                .collect();
+            text = lines.join("\n");
+        }
+        text = text.replacen("[server]\n", &format!("[server]\n{extra_server}\n"), 1);
+    }
+    if let Some(models) = models {
+        let cut = text.find("[[model]]").unwrap();
+        text = format!("{}{models}", &text[..cut]);
+    }
+    let path = dir.join("predictd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `predictd serve` in the foreground and waits until /readyz.
+    pub fn start(extra_server: &str) -> Daemon {
+        Self::start_with(extra_server, None)
+    }
+
+    pub fn start_with(extra_server: &str, models: Option<&str>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), extra_server, models);
+        Self::spawn(dir, config)
+    }
+
+    pub fn spawn(dir: tempfile::TempDir, config: PathBuf) -> Daemon {
+        let stderr_path = dir.path().join("stderr.log");
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let socket = dir.path().join("predictd.sock");
+        let d = Daemon {
+            child,
+            dir,
+            socket,
+            config,
+            stderr_path,
+        };
+        d.wait_ready();
+        d
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = try_request(&self.socket, "GET", "/readyz", &[], b"") {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon not ready: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(&self.socket, "GET", path, &[], b"")
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Response {
+        request(
+            &self.socket,
+            "POST",
+            path,
+            &[("Content-Type", content_type)],
+            body,
+        )
+    }
+
+    pub fn predict(&self, query: &str, body: &[u8]) -> Response {
+        self.post(&format!("/v1/predict?{query}"), "image/jpeg", body)
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    /// A good request must still be served: the daemon survived.
+    pub fn assert_still_serves(&self) {
+        let r = self.predict("x=100&y=100", &photo("skimage-coffee.jpg"));
+        assert_eq!(r.status, 200, "daemon stopped serving: {}", r.text());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The `error.code` of a JSON error body.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+pub fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_request(socket, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+pub fn try_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    // The server may answer (413, 415) before reading the whole body.
+    let _ = s.write_all(body);
+    read_response(&mut s)
+}
+
+pub fn read_response(s: &mut UnixStream) -> std::io::Result<Response> {
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16)
+                .map_err(|_| bad("chunk size"))?;
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[eol + 2 + size + 2..];
+        }
+        body = out;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
