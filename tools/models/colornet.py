@@ -45,10 +45,30 @@ def _hsv(rng, h, s, v):
 
 
 def _shade(rng, patch):
-    """A lighting gradient across the patch."""
+    """A lighting gradient across the patch, sometimes a soft shadow."""
     yy, xx = np.mgrid[0:9, 0:9] / 8.0
-    a, b = rng.uniform(-0.15, 0.15, 2)
-    return patch * (1 + a * (xx - 0.5) + b * (yy - 0.5))[..., None]
+    a, b = rng.uniform(-0.3, 0.3, 2)
+    light = 1 + a * (xx - 0.5) + b * (yy - 0.5)
+    if rng.random() < 0.3:
+        cy, cx = rng.uniform(0, 1, 2)
+        light = light * (1 - rng.uniform(0.15, 0.4) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 0.1))
+    return patch * light[..., None]
+
+
+def _border(rng, patch, label):
+    """Real points often sit near an edge: up to 30% of the patch may show
+    the background or a neighbouring object, the rest stays the color."""
+    yy, xx = np.mgrid[0:9, 0:9]
+    a = rng.uniform(0, 2 * np.pi)
+    d = (xx - 4) * np.cos(a) + (yy - 4) * np.sin(a)
+    mask = d > rng.uniform(2.2, 4.5)  # a corner or side strip, at most ~30%
+    other = sample_flat(rng, rng.choice([i for i in range(len(COLORS)) if COLORS[i] in FLAT and i != label]))
+    return np.where(mask[..., None], other, patch)
+
+
+def sample_flat(rng, label):
+    spec = FLAT[COLORS[label]][rng.integers(len(FLAT[COLORS[label]]))]
+    return _texture(rng, _shade(rng, np.broadcast_to(_hsv(rng, *spec), (9, 9, 3))))
 
 
 def _texture(rng, patch):
@@ -68,6 +88,9 @@ def _metal(rng, spec):
     d = (xx - 4) * np.cos(angle) + (yy - 4) * np.sin(angle) - rng.uniform(-3, 3)
     highlight = np.exp(-(d ** 2) / rng.uniform(0.5, 3))
     falloff = 1 - rng.uniform(0.1, 0.4) * np.clip(np.abs(d) / 6, 0, 1)
+    # Polished metal also mirrors dark surroundings as streaks.
+    d2 = (xx - 4) * np.cos(angle + 0.3) + (yy - 4) * np.sin(angle + 0.3) - rng.uniform(-4, 4)
+    falloff = falloff * (1 - rng.uniform(0, 0.5) * np.exp(-(d2 ** 2) / rng.uniform(0.5, 2)))
     white = np.ones(3)
     patch = base * falloff[..., None]
     mix = (highlight * rng.uniform(0.4, 0.9))[..., None]
@@ -75,7 +98,8 @@ def _metal(rng, spec):
 
 
 def _multi(rng):
-    n = rng.integers(2, 5)
+    # Three or more hues: two are what any edge between objects shows.
+    n = rng.integers(3, 6)
     hues = rng.permutation(12)[:n] * 30 + rng.uniform(0, 20)
     cols = [np.array(colorsys.hsv_to_rgb(h / 360 % 1, rng.uniform(0.55, 1), rng.uniform(0.55, 1))) for h in hues]
     kind = rng.integers(3)
@@ -116,9 +140,9 @@ def _black_white(rng):
 def sample(rng, label):
     name = COLORS[label]
     if name in FLAT:
-        spec = FLAT[name][rng.integers(len(FLAT[name]))]
-        patch = np.broadcast_to(_hsv(rng, *spec), (9, 9, 3))
-        patch = _texture(rng, _shade(rng, patch))
+        patch = sample_flat(rng, label)
+        if rng.random() < 0.3:
+            patch = _border(rng, patch, label)
     elif name in METAL:
         patch = _metal(rng, METAL[name])
     elif name == "multi-colored":
