@@ -144,22 +144,45 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(max_conn));
 
     // Load the models on their own threads while the socket already answers
-    // /healthz (and /readyz with 503).
+    // /healthz (and /readyz with 503). The loader reports readiness itself:
+    // the accept loop below may be waiting for a connection when it ends.
+    let on_ready = Arc::new(std::sync::Mutex::new(Some(on_ready)));
+    let report = {
+        let on_ready = on_ready.clone();
+        move |outcome: Result<(), String>| {
+            if let Some(cb) = on_ready.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                cb(outcome);
+            }
+        }
+    };
+    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<ModelError>();
     let loader_state = state.clone();
-    let loading = tokio::task::spawn_blocking(move || {
-        let config = loader_state.config.load_full();
-        let started = Instant::now();
-        let registry = Registry::load(&config)?;
-        loader_state.registry.store(Some(Arc::new(registry)));
-        log::info!(
-            "ready: {} models loaded in {:.0} ms",
-            config.models.len(),
-            started.elapsed().as_secs_f64() * 1e3
-        );
-        Ok::<(), ModelError>(())
+    let loader_report = report.clone();
+    tokio::spawn(async move {
+        let outcome = tokio::task::spawn_blocking(move || {
+            let config = loader_state.config.load_full();
+            let started = Instant::now();
+            let registry = Registry::load(&config)?;
+            loader_state.registry.store(Some(Arc::new(registry)));
+            log::info!(
+                "ready: {} models loaded in {:.0} ms",
+                config.models.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            Ok::<(), ModelError>(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(ModelError::Gone(e.to_string())));
+        match outcome {
+            Ok(()) => loader_report(Ok(())),
+            Err(e) => {
+                log::error!("start failed: {e}");
+                loader_report(Err(e.to_string()));
+                let _ = fail_tx.send(e);
+            }
+        }
     });
-    let mut loading = Some(loading);
-    let mut on_ready = Some(on_ready);
+    let mut fail_rx = Some(fail_rx);
 
     log::info!(
         "start: pid={} socket={}",
@@ -167,39 +190,37 @@ pub async fn run(
         socket_path.display()
     );
     loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { break }
+                continue;
+            }
+            e = load_failure(&mut fail_rx) => {
+                let _ = std::fs::remove_file(&socket_path);
+                return Err(e.into());
+            }
+        };
         tokio::select! {
-            done = async { loading.as_mut().unwrap().await }, if loading.is_some() => {
-                loading = None;
-                let outcome = done.unwrap_or_else(|e| Err(ModelError::Gone(e.to_string())));
-                if let Err(e) = outcome {
-                    log::error!("start failed: {e}");
-                    if let Some(cb) = on_ready.take() { cb(Err(e.to_string())); }
-                    let _ = std::fs::remove_file(&socket_path);
-                    return Err(e.into());
+            accepted = unix.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let peer = match stream.peer_cred() {
+                        Ok(c) => Peer::Unix { uid: c.uid(), gid: c.gid(), pid: c.pid() },
+                        Err(e) => { log::warn!("cannot read peer credentials: {e}"); continue; }
+                    };
+                    serve_connection(&state, &graceful, TokioIo::new(stream), peer, permit);
                 }
-                if let Some(cb) = on_ready.take() { cb(Ok(())); }
-            }
-            permit = slots.clone().acquire_owned() => {
-                let permit = permit.expect("semaphore never closed");
-                tokio::select! {
-                    accepted = unix.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let peer = match stream.peer_cred() {
-                                Ok(c) => Peer::Unix { uid: c.uid(), gid: c.gid(), pid: c.pid() },
-                                Err(e) => { log::warn!("cannot read peer credentials: {e}"); continue; }
-                            };
-                            serve_connection(&state, &graceful, TokioIo::new(stream), peer, permit);
-                        }
-                        Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
-                    },
-                    accepted = async { tcp.as_ref().unwrap().accept().await }, if tcp.is_some() => match accepted {
-                        Ok((stream, addr)) => serve_connection(&state, &graceful, TokioIo::new(stream), Peer::Tcp(addr), permit),
-                        Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
-                    },
-                    _ = shutdown.changed() => {}
-                }
-            }
+                Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
+            },
+            accepted = async { tcp.as_ref().unwrap().accept().await }, if tcp.is_some() => match accepted {
+                Ok((stream, addr)) => serve_connection(&state, &graceful, TokioIo::new(stream), Peer::Tcp(addr), permit),
+                Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
+            },
             _ = shutdown.changed() => {}
+            e = load_failure(&mut fail_rx) => {
+                let _ = std::fs::remove_file(&socket_path);
+                return Err(e.into());
+            }
         }
         if *shutdown.borrow() {
             break;
@@ -225,11 +246,20 @@ pub async fn run(
             timeout.as_millis()
         );
     }
-    if let Some(cb) = on_ready.take() {
-        cb(Err("stopped before the models were loaded".into()));
-    }
+    report(Err("stopped before the models were loaded".into()));
     log::info!("stop: done");
     Ok(())
+}
+
+/// Resolves with the start-up load's error if it fails; otherwise never.
+async fn load_failure(rx: &mut Option<tokio::sync::oneshot::Receiver<ModelError>>) -> ModelError {
+    if let Some(r) = rx.as_mut() {
+        if let Ok(e) = r.await {
+            return e;
+        }
+        *rx = None; // loaded fine: nothing more to wait for
+    }
+    std::future::pending().await
 }
 
 fn serve_connection<I>(
