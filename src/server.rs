@@ -158,6 +158,7 @@ pub async fn run(
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<ModelError>();
     let loader_state = state.clone();
     let loader_report = report.clone();
+    let loader_socket = socket_path.clone();
     tokio::spawn(async move {
         let outcome = tokio::task::spawn_blocking(move || {
             let config = loader_state.config.load_full();
@@ -177,6 +178,8 @@ pub async fn run(
             Ok(()) => loader_report(Ok(())),
             Err(e) => {
                 log::error!("start failed: {e}");
+                // Clean up before the waiting parent hears of it and exits.
+                let _ = std::fs::remove_file(&loader_socket);
                 loader_report(Err(e.to_string()));
                 let _ = fail_tx.send(e);
             }
