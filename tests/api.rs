@@ -416,3 +416,63 @@ fn stale_socket_is_replaced_but_other_files_are_not() {
         "precious"
     );
 }
+
+#[test]
+fn a_full_queue_is_answered_at_once_with_503() {
+    // One theme worker and room for one waiting job: a burst must overflow.
+    let models = std::fs::read_to_string(root().join("packaging/predictd.toml")).unwrap();
+    let models = &models[models.find("[[model]]").unwrap()..];
+    let models = models
+        .replace("/usr/share/predictd/", &format!("{}/", root().display()))
+        .replace("workers = 2\nqueue = 16", "workers = 1\nqueue = 1");
+    let d = Daemon::start_with("", Some(&models));
+    let image = photo("skimage-rocket.jpg");
+    let results: Vec<(u16, String, std::time::Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|_| {
+                let (d, image) = (&d, &image);
+                s.spawn(move || {
+                    let t = std::time::Instant::now();
+                    let r = d.predict("x=300&y=200", image);
+                    let code = if r.status == 200 {
+                        String::new()
+                    } else {
+                        r.code()
+                    };
+                    (r.status, code, t.elapsed())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let overloaded: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert!(ok >= 2, "the worker and the queue still serve: {results:?}");
+    assert!(
+        !overloaded.is_empty(),
+        "10 at once must overflow a queue of 1: {results:?}"
+    );
+    assert!(
+        overloaded.iter().all(|r| r.1 == "overloaded"),
+        "{results:?}"
+    );
+    assert_eq!(
+        ok + overloaded.len(),
+        10,
+        "nothing but 200 or 503: {results:?}"
+    );
+    // Refused at once, not after waiting for the queue: faster than the
+    // slowest served request.
+    let slowest_ok = results
+        .iter()
+        .filter(|r| r.0 == 200)
+        .map(|r| r.2)
+        .max()
+        .unwrap();
+    let slowest_refusal = overloaded.iter().map(|r| r.2).max().unwrap();
+    assert!(
+        slowest_refusal < slowest_ok,
+        "refusals {slowest_refusal:?} vs served {slowest_ok:?}"
+    );
+    d.assert_still_serves();
+}
