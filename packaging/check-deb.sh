@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out=$(cargo deb --locked "$@" 2>&1 | tee /dev/stderr | grep -E '\.deb$' | tail -n 1)
-deb=${out##* }
+log=$(cargo deb --locked "$@" 2>&1) || { echo "$log" >&2; exit 1; }
+echo "$log"
+deb=$(grep -E '\.deb$' <<<"$log" | tail -n 1)
+deb=${deb##* }
 [ -f "$deb" ] || { echo "check-deb: no .deb built" >&2; exit 1; }
 echo "check-deb: checking $deb"
 
