@@ -31,10 +31,7 @@ fn check_passes_on_the_shipped_models() {
 fn check_fails_clearly_on_missing_and_corrupt_graphs() {
     let dir = tempfile::tempdir().unwrap();
     let missing = write_config(dir.path(), "", None);
-    let text = std::fs::read_to_string(&missing)
-        .unwrap()
-        .replace("models/themeClassifier.pb", "models/nothere.pb");
-    std::fs::write(&missing, text).unwrap();
+    use_theme_graph(&missing, &root().join("models/nothere.pb"));
     let (code, _, err) = run(&["check", "--config", missing.to_str().unwrap()]);
     assert_eq!(code, 66, "EX_NOINPUT: {err}");
     assert!(
@@ -44,12 +41,9 @@ fn check_fails_clearly_on_missing_and_corrupt_graphs() {
 
     let corrupt_graph = dir.path().join("corrupt.pb");
     std::fs::write(&corrupt_graph, b"\x0a\x05hello this is not a graph").unwrap();
-    let text = std::fs::read_to_string(&missing).unwrap().replace(
-        &root().join("models/nothere.pb").display().to_string(),
-        &corrupt_graph.display().to_string(),
-    );
-    std::fs::write(&missing, text).unwrap();
-    let (code, _, err) = run(&["check", "--config", missing.to_str().unwrap()]);
+    let corrupt = write_config(dir.path(), "", None);
+    use_theme_graph(&corrupt, &corrupt_graph);
+    let (code, _, err) = run(&["check", "--config", corrupt.to_str().unwrap()]);
     assert_eq!(code, 65, "EX_DATAERR: {err}");
     assert!(
         err.contains("corrupt.pb") && err.contains("Model theme"),

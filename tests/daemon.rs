@@ -123,14 +123,7 @@ fn daemon_parent_reports_a_broken_model_and_fails() {
     let (config, _syslog) = daemon_config(dir.path());
     let broken = dir.path().join("broken.pb");
     std::fs::write(&broken, b"\x0a\x03abc not a graph").unwrap();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &root()
-            .join("models/themeClassifier.pb")
-            .display()
-            .to_string(),
-        &broken.display().to_string(),
-    );
-    std::fs::write(&config, text).unwrap();
+    use_theme_graph(&config, &broken);
     let started = Instant::now();
     let out = Command::new(BIN)
         .args(["serve", "--daemon", "--config"])
@@ -244,14 +237,7 @@ fn reload_under_load_fails_no_request() {
     let original = std::fs::read(root().join("models/themeClassifier.pb")).unwrap();
     std::fs::write(&graph, &original).unwrap();
     let config = write_config(dir.path(), "", None);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &root()
-            .join("models/themeClassifier.pb")
-            .display()
-            .to_string(),
-        &graph.display().to_string(),
-    );
-    std::fs::write(&config, text).unwrap();
+    use_theme_graph(&config, &graph);
     let d = Daemon::spawn(dir, config);
     let (v0, t0) = theme_version(&d);
 

@@ -68,6 +68,21 @@ pub fn write_config(dir: &Path, extra_server: &str, models: Option<&str>) -> Pat
     path
 }
 
+/// Points the theme model of the config file at `graph` instead of the
+/// shipped graph.
+pub fn use_theme_graph(config: &Path, graph: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let shipped = root()
+        .join("models/themeClassifier.pb")
+        .display()
+        .to_string();
+    assert!(
+        text.contains(&shipped),
+        "config does not name the shipped theme graph"
+    );
+    std::fs::write(config, text.replace(&shipped, &graph.display().to_string())).unwrap();
+}
+
 pub struct Daemon {
     pub child: Child,
     pub dir: tempfile::TempDir,
