@@ -262,7 +262,11 @@ pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp
 /// What a request asks for, decided from method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
+    Page,
     Predict,
+    Feedback,
+    Stats,
+    Metrics,
     Models,
     Reload,
     Healthz,
@@ -271,7 +275,11 @@ enum Route {
 
 fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let (route, allow) = match path {
+        "/" => (Route::Page, "GET"),
         "/v1/predict" => (Route::Predict, "POST"),
+        "/v1/feedback" => (Route::Feedback, "POST"),
+        "/v1/stats" => (Route::Stats, "GET"),
+        "/metrics" => (Route::Metrics, "GET"),
         "/v1/models" => (Route::Models, "GET"),
         "/v1/reload" => (Route::Reload, "POST"),
         "/healthz" => (Route::Healthz, "GET"),
@@ -288,6 +296,9 @@ fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     }
     Ok(route)
 }
+
+/// The page of `GET /`: one self-contained file, no outside resources.
+const PAGE: &str = include_str!("page.html");
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -385,6 +396,17 @@ async fn dispatch(
     let route = route(req.method(), req.uri().path())?;
     authorize(state, &peer, &req, route)?;
     match route {
+        Route::Page => {
+            let mut resp = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            Ok(resp)
+        }
+        Route::Feedback | Route::Stats | Route::Metrics => {
+            Err(ApiError::NotFound("not yet".into()))
+        }
         Route::Healthz => Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({"status": "ok"}),
@@ -425,10 +447,24 @@ async fn dispatch(
     }
 }
 
+/// Any request body hyper or a test can give.
+pub trait RequestBody: hyper::body::Body<Data = Bytes, Error = Self::E> + Send + Unpin + 'static {
+    type E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static;
+}
+
+impl<B> RequestBody for B
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type E = B::Error;
+}
+
 /// The three ways an image arrives: raw body, multipart form, JSON path.
-async fn read_predict_input(
+/// Public so the fuzz targets drive the exact code the daemon runs.
+pub async fn read_predict_input<B: RequestBody>(
     config: &Config,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Result<(Bytes, Params), ApiError> {
     let query = req.uri().query().unwrap_or("").to_string();
     let q = Query::parse(&query);
@@ -481,7 +517,7 @@ impl Query {
 }
 
 /// Refuses at once a body whose declared length is over the limit.
-fn check_declared_length(req: &Request<Incoming>, limit: u64) -> Result<(), ApiError> {
+fn check_declared_length<B>(req: &Request<B>, limit: u64) -> Result<(), ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -494,7 +530,7 @@ fn check_declared_length(req: &Request<Incoming>, limit: u64) -> Result<(), ApiE
 }
 
 /// Reads the whole body, refusing it as soon as it passes `limit`.
-async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+async fn read_body<B: RequestBody>(req: Request<B>, limit: u64) -> Result<Bytes, ApiError> {
     check_declared_length(&req, limit)?;
     let limited = Limited::new(req.into_body(), limit as usize);
     match limited.collect().await {
@@ -508,8 +544,8 @@ async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError
     }
 }
 
-async fn read_multipart(
-    body: Incoming,
+async fn read_multipart<B: RequestBody>(
+    body: B,
     boundary: String,
     q: Query,
     limit: u64,

@@ -93,6 +93,8 @@ pub struct ModelInfo {
     pub version: String,
     pub graph_bytes: u64,
     pub labels: usize,
+    /// The labels themselves, in output order (for pickers such as the page's).
+    pub label_names: Vec<String>,
     pub input_shape: [usize; 4],
     pub crop: String,
     pub workers: usize,
@@ -408,6 +410,7 @@ fn load_model(spec: &ModelConfig) -> Result<(Plan, ModelInfo, Vec<String>), Mode
         version: version.clone(),
         graph_bytes: bytes.len() as u64,
         labels: labels.len(),
+        label_names: labels.clone(),
         input_shape: [1, spec.input_height as usize, spec.input_width as usize, 3],
         crop: spec.crop.to_string(),
         workers: spec.workers,

@@ -104,10 +104,16 @@ impl Daemon {
     }
 
     pub fn spawn(dir: tempfile::TempDir, config: PathBuf) -> Daemon {
+        Self::spawn_args(dir, config, &[])
+    }
+
+    /// As [`Daemon::spawn`], with more `serve` arguments (`--http ADDR`).
+    pub fn spawn_args(dir: tempfile::TempDir, config: PathBuf, args: &[&str]) -> Daemon {
         let stderr_path = dir.path().join("stderr.log");
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&config)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
@@ -293,4 +299,13 @@ pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
         headers,
         body,
     })
+}
+
+/// A TCP port that was free a moment ago, for `--http`.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
