@@ -2,6 +2,9 @@
 //! `From` impl turns every error into a status and a JSON body.
 
 use crate::config::Config;
+use crate::feedback::{FeedbackError, FeedbackStore};
+use crate::metrics::{ListenerLabels, Metrics, ModelLabels, OutcomeLabels, RequestLabels, RouteLabels};
+use crate::ratelimit::{Caller, RateLimiter};
 use crate::imaging::ImageError;
 use crate::models::{ModelError, Registry};
 use crate::predict::{self, Params, PredictError};
@@ -62,6 +65,11 @@ pub struct State {
     pub options: Options,
     /// One reload at a time; a second waits for the first.
     reload_lock: Mutex<()>,
+    /// Per-caller token buckets (`rate-per-uid`, `rate-burst`).
+    pub limiter: RateLimiter,
+    pub metrics: Metrics,
+    /// Recent predictions, feedback and hit rates.
+    pub feedback: FeedbackStore,
 }
 
 /// What a successful reload swapped in.
@@ -74,14 +82,23 @@ pub struct ReloadReport {
 }
 
 impl State {
-    pub fn new(config: Config, options: Options) -> State {
+    pub fn new(config: Config, options: Options, feedback: FeedbackStore) -> State {
         State {
             config: ArcSwap::from_pointee(config),
             registry: ArcSwapOption::empty(),
             in_flight: AtomicU64::new(0),
             options,
             reload_lock: Mutex::new(()),
+            limiter: RateLimiter::new(),
+            metrics: Metrics::new(),
+            feedback,
         }
+    }
+
+    /// Puts a loaded registry in service.
+    pub fn install(&self, registry: Registry) {
+        self.metrics.set_models(&registry);
+        self.registry.store(Some(Arc::new(registry)));
     }
 
     /// Re-reads the config and loads every model on the side; only when all
@@ -111,13 +128,23 @@ impl State {
                     );
                     config.server.socket = old.server.socket.clone();
                 }
+                if config.server.feedback_log != old.server.feedback_log {
+                    log::warn!(
+                        "reload: a new server.feedback-log takes a restart; still writing {}",
+                        old.server.feedback_log.display()
+                    );
+                    config.server.feedback_log = old.server.feedback_log.clone();
+                }
+                self.feedback
+                    .set_capacity(config.server.recent_predictions);
                 let models = registry
                     .models
                     .iter()
                     .map(|m| (m.info.name.clone(), m.info.version.clone()))
                     .collect();
                 self.config.store(Arc::new(config));
-                self.registry.store(Some(Arc::new(registry)));
+                self.install(registry);
+                self.metrics.reloads.get_or_create(&OutcomeLabels { outcome: "ok".into() }).inc();
                 log::info!("reload: ok in {ms:.0} ms: {models:?}");
                 Ok(ReloadReport {
                     status: "reloaded",
@@ -126,6 +153,7 @@ impl State {
                 })
             }
             Err(e) => {
+                self.metrics.reloads.get_or_create(&OutcomeLabels { outcome: "failed".into() }).inc();
                 log::error!("reload: failed after {ms:.0} ms, still serving the old models: {e}");
                 Err(e)
             }
@@ -313,6 +341,7 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     state.in_flight.fetch_add(1, Ordering::SeqCst);
+    state.metrics.in_flight.inc();
     // A reload answers when the new models are checked, which may take
     // longer than a prediction is allowed to.
     let timeout_ms = match path.as_str() {
@@ -330,10 +359,30 @@ pub async fn handle(
         Err(_) => ApiError::Timeout(timeout_ms).into_response(),
     };
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    state.metrics.in_flight.dec();
+    let elapsed = started.elapsed();
+    // Unknown paths share one label, so scanners cannot grow the metrics.
+    let route_label = match route(&Method::GET, &path).or_else(|_| route(&Method::POST, &path)) {
+        Ok(_) => path.clone(),
+        Err(_) => "other".to_string(),
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route_label.clone(),
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels { route: route_label })
+        .observe(elapsed.as_secs_f64());
     log::info!(
         "request: seq={seq} {peer} method={method} route={path} status={} ms={:.2}",
         resp.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
+        elapsed.as_secs_f64() * 1000.0
     );
     Ok(resp)
 }
@@ -384,6 +433,29 @@ fn authorize(
     Ok(())
 }
 
+/// Takes a token from the caller's bucket: the uid on the socket, the
+/// address on TCP.
+fn rate_limit(state: &State, peer: &Peer) -> Result<(), ApiError> {
+    let server = &state.config.load().server;
+    let (caller, listener) = match peer {
+        Peer::Unix { uid, .. } => (Caller::Uid(*uid), "unix"),
+        Peer::Tcp(addr) => (Caller::Addr(addr.ip()), "tcp"),
+    };
+    state
+        .limiter
+        .check(caller, server.rate_per_uid, server.rate_burst)
+        .map_err(|wait| {
+            state
+                .metrics
+                .rate_limited
+                .get_or_create(&ListenerLabels {
+                    listener: listener.into(),
+                })
+                .inc();
+            ApiError::RateLimited(wait.as_secs_f64().ceil() as u64)
+        })
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -395,6 +467,9 @@ async fn dispatch(
 ) -> Result<Response<Body>, ApiError> {
     let route = route(req.method(), req.uri().path())?;
     authorize(state, &peer, &req, route)?;
+    if !matches!(route, Route::Healthz | Route::Readyz | Route::Metrics) {
+        rate_limit(state, &peer)?;
+    }
     match route {
         Route::Page => {
             let mut resp = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())));
@@ -404,8 +479,35 @@ async fn dispatch(
             );
             Ok(resp)
         }
-        Route::Feedback | Route::Stats | Route::Metrics => {
-            Err(ApiError::NotFound("not yet".into()))
+        Route::Feedback => {
+            let body = read_body(req, 64 * 1024).await?;
+            let fb: FeedbackRequest = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("Malformed feedback JSON: {e}")))?;
+            let st = state.clone();
+            let model = fb.model.clone();
+            tokio::task::spawn_blocking(move || st.feedback.submit(&fb.id, &fb.model, &fb.chosen))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            state
+                .metrics
+                .feedback
+                .get_or_create(&ModelLabels { model })
+                .inc();
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            Ok(resp)
+        }
+        Route::Stats => Ok(json_response(StatusCode::OK, &state.feedback.report())),
+        Route::Metrics => {
+            refresh_gauges(state);
+            let mut resp = Response::new(Full::new(Bytes::from(state.metrics.encode())));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            Ok(resp)
         }
         Route::Healthz => Ok(json_response(
             StatusCode::OK,
@@ -440,8 +542,25 @@ async fn dispatch(
             let registry = state.registry.load_full().ok_or(ApiError::NotReady)?;
             let config = state.config.load_full();
             let (bytes, params) = read_predict_input(&config, req).await?;
-            let prediction =
-                predict::predict(registry, bytes, &params, config.server.max_pixels).await?;
+            let mut prediction =
+                match predict::predict(registry, bytes, &params, config.server.max_pixels).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if let PredictError::Model(ModelError::Overloaded(model)) = &e {
+                            state
+                                .metrics
+                                .queue_rejections
+                                .get_or_create(&ModelLabels {
+                                    model: model.clone(),
+                                })
+                                .inc();
+                        }
+                        return Err(e.into());
+                    }
+                };
+            observe_prediction(state, &peer, &prediction);
+            let offers = std::mem::take(&mut prediction.offers);
+            state.feedback.record_prediction(&prediction.id, offers);
             Ok(json_response(StatusCode::OK, &prediction))
         }
     }
@@ -458,6 +577,84 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
     type E = B::Error;
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackRequest {
+    id: String,
+    model: String,
+    chosen: String,
+}
+
+/// Metrics and the log line of one served prediction.
+fn observe_prediction(state: &State, peer: &Peer, p: &predict::Prediction) {
+    let m = &state.metrics;
+    let t = |k: &str| p.timing_ms.get(k).copied().unwrap_or(0.0);
+    m.decode_seconds.observe(t("decode") / 1000.0);
+    let mut models = Vec::new();
+    let mut crops = Vec::new();
+    let mut tops = Vec::new();
+    let mut inference = Vec::new();
+    for (name, version) in &p.models {
+        let labels = ModelLabels {
+            model: name.clone(),
+        };
+        m.inference_seconds
+            .get_or_create(&labels)
+            .observe(t(name) / 1000.0);
+        m.batch_size.get_or_create(&labels).observe(1.0);
+        let short = version.get(..version.len().min(19)).unwrap_or(version);
+        models.push(format!("{name}@{short}"));
+        if let Some(w) = p.crops.get(name) {
+            crops.push(format!("{name}:{}x{}+{}+{}", w.width, w.height, w.x, w.y));
+        }
+        if let Some(best) = p.predictions.get(name).and_then(|v| v.first()) {
+            tops.push(format!("{name}:{:?}:{:.3}", best.label, best.probability));
+        }
+        inference.push(format!("{name}:{:.2}", t(name)));
+    }
+    log::info!(
+        "prediction: id={} {peer} image={}x{} point={},{} models={} crop={} top1={} decode_ms={:.2} inference_ms={} total_ms={:.2}",
+        p.id,
+        p.image.width,
+        p.image.height,
+        p.point[0],
+        p.point[1],
+        models.join(","),
+        crops.join(","),
+        tops.join(","),
+        t("decode"),
+        inference.join(","),
+        t("total"),
+    );
+}
+
+/// Sets the gauges that describe the present: queue depths, feedback hit
+/// rates.
+fn refresh_gauges(state: &State) {
+    let m = &state.metrics;
+    if let Some(registry) = state.registry.load_full() {
+        for model in &registry.models {
+            m.queue_depth
+                .get_or_create(&ModelLabels {
+                    model: model.info.name.clone(),
+                })
+                .set(model.queue_depth() as i64);
+        }
+    }
+    for (name, report) in state.feedback.report().models {
+        for (rank, rate) in [("top1", report.rates.top1), ("top5", report.rates.top5)] {
+            if let Some(rate) = rate {
+                m.feedback_hit_ratio
+                    .get_or_create(&crate::metrics::HitLabels {
+                        model: name.clone(),
+                        rank: rank.into(),
+                    })
+                    .set(rate);
+            }
+        }
+    }
 }
 
 /// The three ways an image arrives: raw body, multipart form, JSON path.
@@ -636,6 +833,18 @@ async fn read_json_path(
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok((Bytes::from(bytes), params))
+}
+
+impl From<FeedbackError> for ApiError {
+    fn from(e: FeedbackError) -> Self {
+        match e {
+            FeedbackError::UnknownPrediction(_) | FeedbackError::UnknownModel { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
+            FeedbackError::UnknownLabel { .. } => ApiError::BadRequest(e.to_string()),
+            FeedbackError::Log { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl From<crate::paths::PathError> for ApiError {

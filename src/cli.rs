@@ -120,6 +120,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     Os(String),
+    #[error(transparent)]
+    Feedback(#[from] crate::feedback::FeedbackError),
 }
 
 // sysexits.h
@@ -150,6 +152,7 @@ impl CliError {
             CliError::Predict(..) => EX_DATAERR,
             CliError::ReadInput { .. } => EX_NOINPUT,
             CliError::Os(_) => EX_OSERR,
+            CliError::Feedback(_) => EX_CANTCREAT,
         }
     }
 }
@@ -436,7 +439,19 @@ fn serve_in_process(
 ) -> Result<(), CliError> {
     let unix = server::bind_unix(&config)?;
     let socket_path = config.server.socket.clone();
-    let state = Arc::new(State::new(config, options));
+    let (feedback, replay) = crate::feedback::FeedbackStore::open(
+        &config.server.feedback_log,
+        config.server.recent_predictions,
+    )?;
+    if replay.records > 0 || replay.skipped > 0 {
+        log::info!(
+            "feedback: read {} records back from {} ({} unreadable lines skipped)",
+            replay.records,
+            config.server.feedback_log.display(),
+            replay.skipped
+        );
+    }
+    let state = Arc::new(State::new(config, options, feedback));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     crate::signals::spawn(state.clone(), shutdown_tx)
         .map_err(|e| CliError::Os(format!("Cannot install signal handlers: {e}")))?;

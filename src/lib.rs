@@ -15,6 +15,9 @@
 //! - [`api`]: the route table, the handlers, the shared [`api::State`], the
 //!   one mapping from errors to HTTP status and JSON.
 //! - [`paths`]: reading images named by path, only under `image-roots`.
+//! - [`ratelimit`]: per-uid (per-address on TCP) token buckets.
+//! - [`feedback`]: recent predictions, what users chose, hit rates, the log.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`predict`]: one prediction, shared by the API and `predictd predict`.
 //! - [`imaging`]: sniff, size-check, decode, orient, crop, resize.
 //! - [`models`]: the registry of tract plans and their worker threads.
@@ -43,10 +46,13 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod feedback;
 pub mod imaging;
 pub mod logging;
+pub mod metrics;
 pub mod models;
 pub mod paths;
 pub mod predict;
+pub mod ratelimit;
 pub mod server;
 pub mod signals;

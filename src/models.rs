@@ -112,7 +112,8 @@ fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error
 pub struct Model {
     pub info: ModelInfo,
     pub spec: ModelConfig,
-    pub labels: Vec<String>,
+    /// Shared with the feedback records of predictions made with it.
+    pub labels: Arc<Vec<String>>,
     jobs: crossbeam_channel::Sender<Job>,
 }
 
@@ -279,7 +280,7 @@ fn start_model(spec: ModelConfig) -> std::sync::mpsc::Receiver<Result<Model, Mod
         let model = Model {
             info,
             spec: spec.clone(),
-            labels,
+            labels: Arc::new(labels),
             jobs: jobs_tx,
         };
         if ready_tx.send(Ok(model)).is_ok() {

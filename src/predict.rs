@@ -134,10 +134,20 @@ pub struct Prediction {
     pub crops: BTreeMap<String, Window>,
     /// `decode`, one entry per model (crop, resize and inference), `total`.
     pub timing_ms: BTreeMap<String, f64>,
-    /// Every model's full probabilities are kept for feedback bookkeeping
-    /// but not sent.
+    /// What each model offered, kept for feedback bookkeeping, not sent.
     #[serde(skip)]
-    pub full: BTreeMap<String, Vec<Scored>>,
+    pub offers: Vec<crate::feedback::Offer>,
+}
+
+/// Indices and probabilities of the `n` most probable outputs, best first.
+fn top_indices(probabilities: &[f32], n: usize) -> Vec<(u32, f32)> {
+    let mut order: Vec<u32> = (0..probabilities.len() as u32).collect();
+    order.sort_by(|&a, &b| probabilities[b as usize].total_cmp(&probabilities[a as usize]));
+    order
+        .into_iter()
+        .take(n)
+        .map(|i| (i, probabilities[i as usize]))
+        .collect()
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -203,7 +213,7 @@ pub async fn predict(
         point: [x, y],
         crops: BTreeMap::new(),
         timing_ms: BTreeMap::new(),
-        full: BTreeMap::new(),
+        offers: Vec::with_capacity(models.len()),
     };
     out.timing_ms.insert("decode".into(), ms(decode_time));
     for (m, rx) in models.iter().zip(pending) {
@@ -217,16 +227,20 @@ pub async fn predict(
             ms(inference.preprocess),
             ms(inference.elapsed)
         );
-        let all: Vec<Scored> = top_labels(&m.labels, &inference.probabilities, usize::MAX)
+        let shown: Vec<Scored> = top_labels(&m.labels, &inference.probabilities, params.top)
             .into_iter()
             .map(|(label, probability)| Scored {
                 label: label.to_string(),
                 probability,
             })
             .collect();
-        out.predictions
-            .insert(name.clone(), all[..params.top.min(all.len())].to_vec());
-        out.full.insert(name.clone(), all);
+        out.predictions.insert(name.clone(), shown);
+        out.offers.push(crate::feedback::Offer {
+            model: name.clone(),
+            version: m.info.version.clone(),
+            labels: m.labels.clone(),
+            top: top_indices(&inference.probabilities, crate::feedback::OFFERED),
+        });
         out.models.insert(name.clone(), m.info.version.clone());
         out.crops.insert(name.clone(), inference.window);
         out.timing_ms.insert(name.clone(), ms(inference.elapsed));

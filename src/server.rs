@@ -164,7 +164,7 @@ pub async fn run(
             let config = loader_state.config.load_full();
             let started = Instant::now();
             let registry = Registry::load(&config)?;
-            loader_state.registry.store(Some(Arc::new(registry)));
+            loader_state.install(registry);
             log::info!(
                 "ready: {} models loaded in {:.0} ms",
                 config.models.len(),

@@ -1,0 +1,525 @@
+//! What users finally chose, and how often the models had offered it.
+//!
+//! Every served prediction is remembered for a while (the last
+//! `recent-predictions` of them): its id, and per model the version and the
+//! five labels offered with their probabilities. `POST /v1/feedback` names a
+//! prediction id, a model and the label the user picked; the record is
+//! appended to `feedback-log` as one JSON line and flushed to disk
+//! (`fdatasync`) before the 204 goes out, so an acknowledged feedback
+//! survives a crash. At start the log is read back, so the hit rates of
+//! `GET /v1/stats` cover every feedback ever logged.
+//!
+//! A second feedback for the same prediction and model replaces the first
+//! (the user changed their mind): the counts use the latest choice, in
+//! memory and when the log is replayed.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Labels offered per model and counted as "top 5".
+pub const OFFERED: usize = 5;
+
+/// What one model offered for one prediction.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub model: String,
+    pub version: String,
+    pub labels: Arc<Vec<String>>,
+    /// Label index and probability, best first, at most [`OFFERED`].
+    pub top: Vec<(u32, f32)>,
+}
+
+impl Offer {
+    fn offered(&self) -> Vec<Offered> {
+        self.top
+            .iter()
+            .map(|&(i, p)| Offered {
+                label: self.labels[i as usize].clone(),
+                probability: p,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Offered {
+    pub label: String,
+    pub probability: f32,
+}
+
+/// One line of `feedback-log`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub time: String,
+    pub id: String,
+    pub model: String,
+    pub version: String,
+    pub offered: Vec<Offered>,
+    pub chosen: String,
+}
+
+impl Record {
+    fn hits(&self) -> (bool, bool) {
+        let top1 = self.offered.first().is_some_and(|o| o.label == self.chosen);
+        let top5 = self
+            .offered
+            .iter()
+            .take(OFFERED)
+            .any(|o| o.label == self.chosen);
+        (top1, top5)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackError {
+    #[error("No recent prediction with id {0:?} (unknown, or older than the last server.recent-predictions)")]
+    UnknownPrediction(String),
+    #[error("Prediction {id} did not use model {model:?}")]
+    UnknownModel { id: String, model: String },
+    #[error("{chosen:?} is not a label of model {model:?}")]
+    UnknownLabel { model: String, chosen: String },
+    #[error("Cannot write the feedback log {path}: {reason}")]
+    Log { path: PathBuf, reason: String },
+}
+
+/// Hit counts over a set of feedback.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Hits {
+    feedback: u64,
+    top1: u64,
+    top5: u64,
+}
+
+impl Hits {
+    fn add(&mut self, (t1, t5): (bool, bool), sign: i64) {
+        let apply = |n: &mut u64, d: bool| {
+            if d {
+                *n = n.saturating_add_signed(sign);
+            }
+        };
+        apply(&mut self.feedback, true);
+        apply(&mut self.top1, t1);
+        apply(&mut self.top5, t5);
+    }
+    fn rate(&self, n: u64) -> Option<f64> {
+        (self.feedback > 0).then(|| n as f64 / self.feedback as f64)
+    }
+}
+
+#[derive(Debug, Default)]
+struct ModelStats {
+    predictions: u64,
+    hits: Hits,
+    labels: BTreeMap<String, Hits>,
+    versions: BTreeMap<String, (u64, Hits)>,
+}
+
+/// The latest feedback for one (prediction, model).
+#[derive(Debug, Clone)]
+struct Latest {
+    version: String,
+    chosen: String,
+    hits: (bool, bool),
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    models: BTreeMap<String, ModelStats>,
+    latest: HashMap<(String, String), Latest>,
+}
+
+impl Stats {
+    fn count(&mut self, model: &str, version: &str, chosen: &str, hits: (bool, bool), sign: i64) {
+        let m = self.models.entry(model.to_string()).or_default();
+        m.hits.add(hits, sign);
+        m.labels.entry(chosen.to_string()).or_default().add(hits, sign);
+        m.versions
+            .entry(version.to_string())
+            .or_default()
+            .1
+            .add(hits, sign);
+    }
+
+    fn apply(&mut self, r: &Record) {
+        let hits = r.hits();
+        let key = (r.id.clone(), r.model.clone());
+        if let Some(old) = self.latest.get(&key).cloned() {
+            self.count(&r.model, &old.version, &old.chosen, old.hits, -1);
+        }
+        self.count(&r.model, &r.version, &r.chosen, hits, 1);
+        self.latest.insert(
+            key,
+            Latest {
+                version: r.version.clone(),
+                chosen: r.chosen.clone(),
+                hits,
+            },
+        );
+    }
+}
+
+/// Rates for `GET /v1/stats`: `null` while there is no feedback.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rates {
+    pub feedback: u64,
+    pub top1: Option<f64>,
+    pub top5: Option<f64>,
+}
+
+impl From<Hits> for Rates {
+    fn from(h: Hits) -> Rates {
+        Rates {
+            feedback: h.feedback,
+            top1: h.rate(h.top1),
+            top5: h.rate(h.top5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VersionStats {
+    pub predictions: u64,
+    #[serde(flatten)]
+    pub rates: Rates,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelReport {
+    /// Served by this process since it started.
+    pub predictions: u64,
+    #[serde(flatten)]
+    pub rates: Rates,
+    pub labels: BTreeMap<String, Rates>,
+    pub versions: BTreeMap<String, VersionStats>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatsReport {
+    pub models: BTreeMap<String, ModelReport>,
+}
+
+/// Recent predictions, the feedback statistics and the log.
+pub struct FeedbackStore {
+    recent: Mutex<Recent>,
+    stats: Mutex<Stats>,
+    log: Mutex<Option<(PathBuf, File)>>,
+}
+
+struct Recent {
+    capacity: usize,
+    order: VecDeque<String>,
+    offers: HashMap<String, Arc<Vec<Offer>>>,
+}
+
+/// What reading the log back found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Replay {
+    pub records: u64,
+    /// Lines that did not parse (a torn last line after a crash).
+    pub skipped: u64,
+}
+
+impl FeedbackStore {
+    /// Opens (creating) the log at `path` and replays it; an empty path
+    /// keeps feedback in memory only.
+    pub fn open(path: &Path, capacity: usize) -> Result<(FeedbackStore, Replay), FeedbackError> {
+        let mut stats = Stats::default();
+        let mut replay = Replay::default();
+        let log = if path.as_os_str().is_empty() {
+            None
+        } else {
+            let err = |e: std::io::Error| FeedbackError::Log {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            };
+            let mut file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(err)?;
+            for line in BufReader::new(&file).split(b'\n') {
+                let line = line.map_err(err)?;
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice::<Record>(&line) {
+                    Ok(r) => {
+                        stats.apply(&r);
+                        replay.records += 1;
+                    }
+                    Err(_) => replay.skipped += 1,
+                }
+            }
+            // A crash mid-line leaves no newline: start the next record on
+            // a line of its own so it is not lost with the torn one.
+            let len = file.seek(SeekFrom::End(0)).map_err(err)?;
+            if len > 0 {
+                let mut last = [0u8];
+                file.seek(SeekFrom::Start(len - 1)).map_err(err)?;
+                file.read_exact(&mut last).map_err(err)?;
+                if last[0] != b'\n' {
+                    file.write_all(b"\n").map_err(err)?;
+                }
+            }
+            Some((path.to_path_buf(), file))
+        };
+        Ok((
+            FeedbackStore {
+                recent: Mutex::new(Recent {
+                    capacity: capacity.max(1),
+                    order: VecDeque::new(),
+                    offers: HashMap::new(),
+                }),
+                stats: Mutex::new(stats),
+                log: Mutex::new(log),
+            },
+            replay,
+        ))
+    }
+
+    /// The log file, if any.
+    pub fn log_path(&self) -> Option<PathBuf> {
+        lock(&self.log).as_ref().map(|(p, _)| p.clone())
+    }
+
+    /// Remembers a served prediction and counts it.
+    pub fn record_prediction(&self, id: &str, offers: Vec<Offer>) {
+        {
+            let mut stats = lock(&self.stats);
+            for o in &offers {
+                let m = stats.models.entry(o.model.clone()).or_default();
+                m.predictions += 1;
+                m.versions.entry(o.version.clone()).or_default().0 += 1;
+            }
+        }
+        let mut recent = lock(&self.recent);
+        while recent.order.len() >= recent.capacity {
+            if let Some(old) = recent.order.pop_front() {
+                recent.offers.remove(&old);
+            }
+        }
+        recent.order.push_back(id.to_string());
+        recent.offers.insert(id.to_string(), Arc::new(offers));
+    }
+
+    /// Changes how many predictions are remembered (on reload).
+    pub fn set_capacity(&self, capacity: usize) {
+        let mut recent = lock(&self.recent);
+        recent.capacity = capacity.max(1);
+        while recent.order.len() > recent.capacity {
+            if let Some(old) = recent.order.pop_front() {
+                recent.offers.remove(&old);
+            }
+        }
+    }
+
+    /// Records what the user chose. Blocking (writes and syncs the log).
+    pub fn submit(&self, id: &str, model: &str, chosen: &str) -> Result<Record, FeedbackError> {
+        let offers = lock(&self.recent)
+            .offers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| FeedbackError::UnknownPrediction(id.to_string()))?;
+        let offer = offers
+            .iter()
+            .find(|o| o.model == model)
+            .ok_or_else(|| FeedbackError::UnknownModel {
+                id: id.to_string(),
+                model: model.to_string(),
+            })?;
+        if !offer.labels.iter().any(|l| l == chosen) {
+            return Err(FeedbackError::UnknownLabel {
+                model: model.to_string(),
+                chosen: chosen.to_string(),
+            });
+        }
+        let record = Record {
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            id: id.to_string(),
+            model: model.to_string(),
+            version: offer.version.clone(),
+            offered: offer.offered(),
+            chosen: chosen.to_string(),
+        };
+        // The log lock is held until the stats are updated, so the order of
+        // the lines is the order the counts saw.
+        let mut log = lock(&self.log);
+        if let Some((path, file)) = log.as_mut() {
+            let mut line = serde_json::to_vec(&record).expect("a record serializes");
+            line.push(b'\n');
+            file.write_all(&line)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| FeedbackError::Log {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        lock(&self.stats).apply(&record);
+        drop(log);
+        Ok(record)
+    }
+
+    pub fn report(&self) -> StatsReport {
+        let stats = lock(&self.stats);
+        let models = stats
+            .models
+            .iter()
+            .map(|(name, m)| {
+                let report = ModelReport {
+                    predictions: m.predictions,
+                    rates: m.hits.into(),
+                    labels: m
+                        .labels
+                        .iter()
+                        .filter(|(_, h)| h.feedback > 0)
+                        .map(|(l, h)| (l.clone(), (*h).into()))
+                        .collect(),
+                    versions: m
+                        .versions
+                        .iter()
+                        .map(|(v, (p, h))| {
+                            (
+                                v.clone(),
+                                VersionStats {
+                                    predictions: *p,
+                                    rates: (*h).into(),
+                                },
+                            )
+                        })
+                        .collect(),
+                };
+                (name.clone(), report)
+            })
+            .collect();
+        StatsReport { models }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(model: &str, version: &str, top: &[u32]) -> Offer {
+        let labels: Vec<String> = ["red", "green", "blue", "grey", "pink", "gold", "black"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Offer {
+            model: model.into(),
+            version: version.into(),
+            labels: Arc::new(labels),
+            top: top.iter().map(|&i| (i, 0.5)).collect(),
+        }
+    }
+
+    #[test]
+    fn hit_rates_on_a_known_sequence() {
+        let (store, _) = FeedbackStore::open(Path::new(""), 10).unwrap();
+        // Offered red, green, blue, grey, pink for every prediction.
+        for id in ["a", "b", "c", "d"] {
+            store.record_prediction(id, vec![offer("color", "v1", &[0, 1, 2, 3, 4])]);
+        }
+        store.submit("a", "color", "red").unwrap(); // top-1
+        store.submit("b", "color", "blue").unwrap(); // top-5
+        store.submit("c", "color", "gold").unwrap(); // miss
+        store.submit("d", "color", "red").unwrap(); // top-1
+        let r = &store.report().models["color"];
+        assert_eq!(r.predictions, 4);
+        assert_eq!(
+            r.rates,
+            Rates {
+                feedback: 4,
+                top1: Some(0.5),
+                top5: Some(0.75)
+            }
+        );
+        assert_eq!(
+            r.labels["red"],
+            Rates {
+                feedback: 2,
+                top1: Some(1.0),
+                top5: Some(1.0)
+            }
+        );
+        assert_eq!(r.labels["gold"].top5, Some(0.0));
+        assert_eq!(r.versions["v1"].predictions, 4);
+        // The user changes their mind on "c": the miss becomes a top-1.
+        store.submit("c", "color", "red").unwrap();
+        let r = &store.report().models["color"];
+        assert_eq!(r.rates.feedback, 4);
+        assert_eq!(r.rates.top1, Some(0.75));
+        assert!(!r.labels.contains_key("gold"));
+    }
+
+    #[test]
+    fn refuses_unknown_ids_models_and_labels() {
+        let (store, _) = FeedbackStore::open(Path::new(""), 2).unwrap();
+        store.record_prediction("a", vec![offer("color", "v1", &[0])]);
+        assert!(matches!(
+            store.submit("z", "color", "red"),
+            Err(FeedbackError::UnknownPrediction(_))
+        ));
+        assert!(matches!(
+            store.submit("a", "theme", "red"),
+            Err(FeedbackError::UnknownModel { .. })
+        ));
+        assert!(matches!(
+            store.submit("a", "color", "mauve"),
+            Err(FeedbackError::UnknownLabel { .. })
+        ));
+        // Only the last two predictions are remembered.
+        store.record_prediction("b", vec![offer("color", "v1", &[0])]);
+        store.record_prediction("c", vec![offer("color", "v1", &[0])]);
+        assert!(store.submit("a", "color", "red").is_err());
+        assert!(store.submit("c", "color", "red").is_ok());
+    }
+
+    #[test]
+    fn the_log_is_replayed_and_a_torn_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feedback.jsonl");
+        {
+            let (store, replay) = FeedbackStore::open(&path, 10).unwrap();
+            assert_eq!(replay, Replay::default());
+            store.record_prediction("a", vec![offer("color", "v1", &[0, 1])]);
+            store.record_prediction("b", vec![offer("color", "v2", &[1, 0])]);
+            store.submit("a", "color", "red").unwrap();
+            store.submit("b", "color", "red").unwrap();
+        }
+        // A crash in the middle of writing a third line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"time":"2026-11-25T00:00:00Z","id":"c","mod"#)
+            .unwrap();
+        drop(f);
+        let (store, replay) = FeedbackStore::open(&path, 10).unwrap();
+        assert_eq!(
+            replay,
+            Replay {
+                records: 2,
+                skipped: 1
+            }
+        );
+        let r = &store.report().models["color"];
+        assert_eq!(r.rates.feedback, 2);
+        assert_eq!(r.rates.top1, Some(0.5));
+        assert_eq!(r.versions["v2"].rates.top5, Some(1.0));
+        // Predictions are counted per process; feedback survives.
+        assert_eq!(r.predictions, 0);
+        // The next record starts on its own line and is read back.
+        store.record_prediction("d", vec![offer("color", "v2", &[2])]);
+        store.submit("d", "color", "blue").unwrap();
+        drop(store);
+        let (_, replay) = FeedbackStore::open(&path, 10).unwrap();
+        assert_eq!(replay.records, 3);
+        assert_eq!(replay.skipped, 1);
+    }
+}

@@ -1,0 +1,282 @@
+//! Prometheus metrics for `GET /metrics` (the `prometheus-client` crate).
+//!
+//! Counters and histograms are updated where things happen; values that
+//! are states rather than events (queue depths, loaded versions, memory,
+//! feedback hit rates) are read when the page is scraped.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub model: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `unix` (keyed by uid) or `tcp` (keyed by address).
+    pub listener: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn seconds_histogram() -> Histogram {
+    // 0.5 ms to ~16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub inference_seconds: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    pub batch_size: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    pub queue_depth: Family<ModelLabels, Gauge>,
+    pub queue_rejections: Family<ModelLabels, Counter>,
+    pub decode_seconds: Histogram,
+    pub model_load_seconds: Family<VersionLabels, FloatGauge>,
+    pub model_info: Family<VersionLabels, Gauge>,
+    pub reloads: Family<OutcomeLabels, Counter>,
+    pub rate_limited: Family<ListenerLabels, Counter>,
+    pub feedback: Family<ModelLabels, Counter>,
+    pub feedback_hit_ratio: Family<HitLabels, FloatGauge>,
+    pub in_flight: Gauge,
+    pub resident_memory: Gauge,
+    pub virtual_memory: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HitLabels {
+    pub model: String,
+    /// `top1` or `top5`.
+    pub rank: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "predictd_requests",
+            "HTTP requests answered, by route and status",
+            requests.clone(),
+        );
+        let request_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                seconds_histogram,
+            );
+        registry.register(
+            "predictd_request_duration_seconds",
+            "Time from request to response, by route",
+            request_seconds.clone(),
+        );
+        let inference_seconds =
+            Family::<ModelLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                seconds_histogram,
+            );
+        registry.register(
+            "predictd_inference_duration_seconds",
+            "Crop, resize and model run of one job on a worker thread, by model",
+            inference_seconds.clone(),
+        );
+        let batch_size = Family::<ModelLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            batch_histogram,
+        );
+        registry.register(
+            "predictd_inference_batch_size",
+            "Images per model run (predictd runs one image at a time)",
+            batch_size.clone(),
+        );
+        let queue_depth = Family::<ModelLabels, Gauge>::default();
+        registry.register(
+            "predictd_queue_depth",
+            "Jobs waiting for a worker, by model",
+            queue_depth.clone(),
+        );
+        let queue_rejections = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "predictd_queue_rejections",
+            "Jobs refused because the model's queue was full (503 overloaded)",
+            queue_rejections.clone(),
+        );
+        let decode_seconds = seconds_histogram();
+        registry.register(
+            "predictd_decode_duration_seconds",
+            "Image decoding (sniff, header check, decode, EXIF orientation)",
+            decode_seconds.clone(),
+        );
+        let model_load_seconds = Family::<VersionLabels, FloatGauge>::default();
+        registry.register(
+            "predictd_model_load_duration_seconds",
+            "How long loading each serving model took",
+            model_load_seconds.clone(),
+        );
+        let model_info = Family::<VersionLabels, Gauge>::default();
+        registry.register(
+            "predictd_model_loaded",
+            "1 for each model and version being served",
+            model_info.clone(),
+        );
+        let reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "predictd_reloads",
+            "Reloads (SIGHUP or POST /v1/reload), by outcome",
+            reloads.clone(),
+        );
+        let rate_limited = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "predictd_rate_limited",
+            "Requests refused with 429 by the per-caller rate limit",
+            rate_limited.clone(),
+        );
+        let feedback = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "predictd_feedback",
+            "Feedback received by this process, by model",
+            feedback.clone(),
+        );
+        let feedback_hit_ratio = Family::<HitLabels, FloatGauge>::default();
+        registry.register(
+            "predictd_feedback_hit_ratio",
+            "Share of all logged feedback whose chosen label was offered first (top1) or in the top five (top5)",
+            feedback_hit_ratio.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "predictd_requests_in_flight",
+            "Requests being handled now",
+            in_flight.clone(),
+        );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "predictd_process_resident_memory_bytes",
+            "Resident set size of the daemon",
+            resident_memory.clone(),
+        );
+        let virtual_memory = Gauge::default();
+        registry.register(
+            "predictd_process_virtual_memory_bytes",
+            "Virtual memory size of the daemon",
+            virtual_memory.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            inference_seconds,
+            batch_size,
+            queue_depth,
+            queue_rejections,
+            decode_seconds,
+            model_load_seconds,
+            model_info,
+            reloads,
+            rate_limited,
+            feedback,
+            feedback_hit_ratio,
+            in_flight,
+            resident_memory,
+            virtual_memory,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        if let Some((rss, vsz)) = process_memory() {
+            self.resident_memory.set(rss as i64);
+            self.virtual_memory.set(vsz as i64);
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String does not fail");
+        out
+    }
+
+    /// Shows `registry`'s models (and only them) as the ones being served.
+    pub fn set_models(&self, registry: &crate::models::Registry) {
+        self.model_info.clear();
+        self.model_load_seconds.clear();
+        for m in &registry.models {
+            let labels = VersionLabels {
+                model: m.info.name.clone(),
+                version: m.info.version.clone(),
+            };
+            self.model_info.get_or_create(&labels).set(1);
+            self.model_load_seconds
+                .get_or_create(&labels)
+                .set(m.info.load_ms / 1000.0);
+        }
+    }
+}
+
+/// Resident and virtual size in bytes, from `/proc/self/status`.
+pub fn process_memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        let n = line[key.len()..].trim().trim_end_matches("kB").trim();
+        n.parse::<u64>().ok().map(|k| k * 1024)
+    };
+    Some((kib("VmRSS:")?, kib("VmSize:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_units() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                route: "/v1/predict".into(),
+                status: 200,
+            })
+            .inc();
+        m.decode_seconds.observe(0.002);
+        let text = m.encode();
+        assert!(text.contains(r#"predictd_requests_total{route="/v1/predict",status="200"} 1"#), "{text}");
+        assert!(text.contains("predictd_decode_duration_seconds_count 1"), "{text}");
+        assert!(text.contains("predictd_process_resident_memory_bytes "), "{text}");
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            assert!(line.starts_with("predictd_"), "{line}");
+        }
+    }
+}
