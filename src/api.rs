@@ -665,18 +665,20 @@ pub async fn read_predict_input<B: RequestBody>(
 ) -> Result<(Bytes, Params), ApiError> {
     let query = req.uri().query().unwrap_or("").to_string();
     let q = Query::parse(&query);
+    // The boundary is case-sensitive (browsers send mixed case): only the
+    // media type is compared without case.
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .to_ascii_lowercase();
+        .to_string();
     let mime = content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_string();
+        .to_ascii_lowercase();
     let limit = config.server.max_body_bytes;
     if mime == "multipart/form-data" {
         let boundary = multer::parse_boundary(&content_type)

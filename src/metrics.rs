@@ -72,6 +72,7 @@ pub struct Metrics {
     pub feedback: Family<ModelLabels, Counter>,
     pub feedback_hit_ratio: Family<HitLabels, FloatGauge>,
     pub in_flight: Gauge,
+    pub connections_refused: Counter,
     pub resident_memory: Gauge,
     pub virtual_memory: Gauge,
 }
@@ -184,6 +185,12 @@ impl Metrics {
             "Requests being handled now",
             in_flight.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "predictd_connections_refused",
+            "Connections answered 503 at once because server.max-connections were open",
+            connections_refused.clone(),
+        );
         let resident_memory = Gauge::default();
         registry.register(
             "predictd_process_resident_memory_bytes",
@@ -212,6 +219,7 @@ impl Metrics {
             feedback,
             feedback_hit_ratio,
             in_flight,
+            connections_refused,
             resident_memory,
             virtual_memory,
         }

@@ -193,17 +193,6 @@ pub async fn run(
         socket_path.display()
     );
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() { break }
-                continue;
-            }
-            e = load_failure(&mut fail_rx) => {
-                let _ = std::fs::remove_file(&socket_path);
-                return Err(e.into());
-            }
-        };
         tokio::select! {
             accepted = unix.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -211,12 +200,18 @@ pub async fn run(
                         Ok(c) => Peer::Unix { uid: c.uid(), gid: c.gid(), pid: c.pid() },
                         Err(e) => { log::warn!("cannot read peer credentials: {e}"); continue; }
                     };
-                    serve_connection(&state, &graceful, TokioIo::new(stream), peer, permit);
+                    match slots.clone().try_acquire_owned() {
+                        Ok(permit) => serve_connection(&state, &graceful, TokioIo::new(stream), peer, permit),
+                        Err(_) => refuse_connection(&state, stream, peer),
+                    }
                 }
                 Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
             },
             accepted = async { tcp.as_ref().unwrap().accept().await }, if tcp.is_some() => match accepted {
-                Ok((stream, addr)) => serve_connection(&state, &graceful, TokioIo::new(stream), Peer::Tcp(addr), permit),
+                Ok((stream, addr)) => match slots.clone().try_acquire_owned() {
+                    Ok(permit) => serve_connection(&state, &graceful, TokioIo::new(stream), Peer::Tcp(addr), permit),
+                    Err(_) => refuse_connection(&state, stream, Peer::Tcp(addr)),
+                },
                 Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
             },
             _ = shutdown.changed() => {}
@@ -287,6 +282,48 @@ fn serve_connection<I>(
             log::debug!("connection from {peer} ended: {e}");
         }
         drop(permit);
+    });
+}
+
+/// Past `max-connections`, a new connection gets a 503 at once and is
+/// closed, instead of waiting unseen in the kernel's backlog.
+fn refuse_connection<S>(state: &Arc<State>, mut stream: S, peer: Peer)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    state.metrics.connections_refused.inc();
+    log::warn!("connection from {peer} refused: server.max-connections reached");
+    let body = serde_json::json!({"error": {"code": "overloaded",
+        "message": "Too many open connections (server.max-connections); retry shortly"}})
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        // Read what the client sends for a moment before closing: closing
+        // a socket with unread data resets it, and the client would see
+        // the reset instead of the 503.
+        let mut buf = [0u8; 8192];
+        let mut head = Vec::new();
+        let read_head = async {
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(500), read_head).await;
+        let answer = async {
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await?;
+            while stream.read(&mut buf).await? > 0 {}
+            Ok::<(), std::io::Error>(())
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
     });
 }
 
