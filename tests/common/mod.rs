@@ -282,6 +282,7 @@ pub fn read_response(s: &mut UnixStream) -> std::io::Result<Response> {
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) if raw.is_empty() => return Err(e),
             Err(_) => break,
         }
