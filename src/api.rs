@@ -411,7 +411,8 @@ fn authorize(
             }
         }
         Peer::Tcp(_) => {
-            if !server.http_token.is_empty() {
+            // The page itself holds nothing secret; it asks for the token.
+            if !server.http_token.is_empty() && route != Route::Page {
                 let expected = format!("Bearer {}", server.http_token);
                 let sent = req
                     .headers()
