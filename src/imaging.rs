@@ -53,6 +53,11 @@ pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
     }
+    // A JPEG cut right after its start-of-image marker is still a JPEG
+    // (one that does not decode), not an unknown format.
+    if bytes.len() < 4 && bytes.starts_with(&[0xFF, 0xD8]) {
+        return Ok(ImageFormat::Jpeg);
+    }
     match image::guess_format(bytes) {
         Ok(f) if FORMATS.contains(&f) => Ok(f),
         _ => Err(ImageError::UnsupportedFormat),
@@ -66,9 +71,53 @@ pub fn header_dimensions(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), ImageE
         format: format_name(format),
         reason: e.to_string(),
     };
+    // Sizes the decoders refuse to even report (BMP over 65535 a side, a
+    // WebP canvas without its image chunk) are read here, so that a lying
+    // header is "too large", not "invalid".
+    let claimed = match format {
+        ImageFormat::Bmp => bmp_claimed_size(bytes),
+        ImageFormat::WebP => webp_claimed_size(bytes),
+        _ => None,
+    };
+    if let Some((w, h)) = claimed {
+        if u64::from(w) * u64::from(h) > u64::from(u32::MAX) {
+            return Ok((format, w, h));
+        }
+    }
     let reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let (w, h) = reader.into_dimensions().map_err(invalid)?;
-    Ok((format, w, h))
+    match reader.into_dimensions() {
+        Ok((w, h)) => Ok((format, w, h)),
+        Err(e) => match claimed {
+            Some((w, h)) => Ok((format, w, h)),
+            None => Err(invalid(e)),
+        },
+    }
+}
+
+/// Width and height from a BMP's info header (height may be negative for
+/// top-down rows).
+fn bmp_claimed_size(b: &[u8]) -> Option<(u32, u32)> {
+    let header_len = u32::from_le_bytes(b.get(14..18)?.try_into().ok()?);
+    if header_len == 12 {
+        let w = u16::from_le_bytes(b.get(18..20)?.try_into().ok()?);
+        let h = u16::from_le_bytes(b.get(20..22)?.try_into().ok()?);
+        return Some((w.into(), h.into()));
+    }
+    let w = i32::from_le_bytes(b.get(18..22)?.try_into().ok()?);
+    let h = i32::from_le_bytes(b.get(22..26)?.try_into().ok()?);
+    Some((w.unsigned_abs(), h.unsigned_abs()))
+}
+
+/// The canvas size of an extended WebP (`VP8X` chunk first).
+fn webp_claimed_size(b: &[u8]) -> Option<(u32, u32)> {
+    if b.get(12..16)? != b"VP8X" {
+        return None;
+    }
+    let u24 = |at: usize| -> Option<u32> {
+        let v = b.get(at..at + 3)?;
+        Some(u32::from(v[0]) | u32::from(v[1]) << 8 | u32::from(v[2]) << 16)
+    };
+    Some((u24(24)? + 1, u24(27)? + 1))
 }
 
 /// A decoded image, oriented as displayed, in 8-bit RGB.
@@ -122,13 +171,94 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| invalid(e.to_string()))?;
+    let strict = if format == ImageFormat::Jpeg {
+        decode_jpeg_strict(bytes, max_pixels).map_err(invalid)?
+    } else {
+        None
+    };
+    let mut img = match strict {
+        Some(rgb) => DynamicImage::ImageRgb8(rgb),
+        None => DynamicImage::from_decoder(decoder).map_err(|e| invalid(e.to_string()))?,
+    };
     img.apply_orientation(orientation);
     let rgb = match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
     };
     Ok(Decoded { format, rgb })
+}
+
+/// Decodes a JPEG strictly: entropy-coded data that does not decode, or a
+/// scan that ends before the image does, is an error (a lenient decoder
+/// fills the rest in and would serve it). `Ok(None)` when only the strict
+/// checks of the file's structure complained (stray bytes or markers
+/// between segments, which browsers accept): the caller then decodes it
+/// leniently.
+///
+/// A sequential scan that reaches the end-of-image marker early is padded
+/// with zero bits by the decoder, silently, even in strict mode; without
+/// that marker it runs out of data instead, which strict mode reports. So
+/// sequential JPEGs are decoded without their final marker (a complete scan
+/// never needs it). Progressive ones are decoded whole: their scans refine
+/// the entire image, so a missing scan loses detail, not rows.
+fn decode_jpeg_strict(bytes: &[u8], max_pixels: u64) -> Result<Option<RgbImage>, String> {
+    use zune_jpeg::errors::DecodeErrors as E;
+    let side = usize::try_from(max_pixels).unwrap_or(usize::MAX).min(65_535);
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB)
+        .set_max_width(side)
+        .set_max_height(side);
+    let new = |input| {
+        zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(input), options)
+    };
+    let classify = |e: E| match e {
+        E::FormatStatic(_) | E::HuffmanDecode(_) | E::MCUError(_) | E::ExhaustedData => {
+            Err(format!("the scan data does not decode: {e}"))
+        }
+        E::IoErrors(e) => Err(format!("the scan data ends early: {e:?}")),
+        _ => Ok(None),
+    };
+    let mut probe = new(bytes);
+    if let Err(e) = probe.decode_headers() {
+        return classify(e);
+    }
+    // SOF0 baseline and SOF1 extended sequential, both Huffman-coded.
+    let sequential = matches!(jpeg_frame_marker(bytes), Some(0xC0 | 0xC1));
+    let input = match bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]) {
+        Some(eoi) if sequential => &bytes[..eoi],
+        _ => bytes,
+    };
+    let mut decoder = new(input);
+    match decoder.decode() {
+        Ok(pixels) => {
+            let (w, h) = decoder
+                .dimensions()
+                .ok_or_else(|| "no dimensions after decoding".to_string())?;
+            let rgb = RgbImage::from_raw(w as u32, h as u32, pixels)
+                .ok_or_else(|| "decoded data does not match its dimensions".to_string())?;
+            Ok(Some(rgb))
+        }
+        Err(e) => classify(e),
+    }
+}
+
+/// The start-of-frame marker (0xC0 to 0xCF but 0xC4, 0xC8, 0xCC) of a JPEG.
+fn jpeg_frame_marker(b: &[u8]) -> Option<u8> {
+    let mut i = 2;
+    while i + 4 <= b.len() {
+        if b[i] != 0xFF {
+            return None;
+        }
+        let marker = b[i + 1];
+        match marker {
+            0xFF => i += 1,
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return Some(marker),
+            0xDA | 0xD9 => return None,
+            _ => i += 2 + usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]])),
+        }
+    }
+    None
 }
 
 /// A JPEG whose upload was cut short still decodes in most decoders, with
