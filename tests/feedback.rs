@@ -137,6 +137,25 @@ fn feedback_errors_are_clear() {
     let coffee = photo("skimage-coffee.jpg");
     let r = d.predict("x=10&y=10&models=color", &coffee);
     let id = r.json()["id"].as_str().unwrap().to_string();
+    // Every prediction is logged with what a data scientist needs.
+    let log = d.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("prediction: id={id} ")))
+        .unwrap_or_else(|| panic!("no prediction line for {id}:\n{log}"));
+    let version = r.json()["models"]["color"].as_str().unwrap()[..19].to_string();
+    let top = r.json()["predictions"]["color"][0]["label"].as_str().unwrap().to_string();
+    for part in [
+        "uid=0".to_string(),
+        format!("models=color@{version}"),
+        "crop=color:9x9+6+6".to_string(),
+        format!("top1=color:{top:?}:"),
+        "decode_ms=".to_string(),
+        "inference_ms=color:".to_string(),
+        "total_ms=".to_string(),
+    ] {
+        assert!(line.contains(&part), "{part} missing from: {line}");
+    }
     let cases: Vec<(&str, Response, u16, &str)> = vec![
         ("unknown id", feedback(&d, "0000", "color", "red"), 404, "not_found"),
         ("model not in that prediction", feedback(&d, &id, "theme", "Art"), 404, "not_found"),
