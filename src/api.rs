@@ -3,11 +3,13 @@
 
 use crate::config::Config;
 use crate::feedback::{FeedbackError, FeedbackStore};
-use crate::metrics::{ListenerLabels, Metrics, ModelLabels, OutcomeLabels, RequestLabels, RouteLabels};
-use crate::ratelimit::{Caller, RateLimiter};
 use crate::imaging::ImageError;
+use crate::metrics::{
+    ListenerLabels, Metrics, ModelLabels, OutcomeLabels, RequestLabels, RouteLabels,
+};
 use crate::models::{ModelError, Registry};
 use crate::predict::{self, Params, PredictError};
+use crate::ratelimit::{Caller, RateLimiter};
 use crate::server::Options;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
@@ -135,8 +137,7 @@ impl State {
                     );
                     config.server.feedback_log = old.server.feedback_log.clone();
                 }
-                self.feedback
-                    .set_capacity(config.server.recent_predictions);
+                self.feedback.set_capacity(config.server.recent_predictions);
                 let models = registry
                     .models
                     .iter()
@@ -144,7 +145,12 @@ impl State {
                     .collect();
                 self.config.store(Arc::new(config));
                 self.install(registry);
-                self.metrics.reloads.get_or_create(&OutcomeLabels { outcome: "ok".into() }).inc();
+                self.metrics
+                    .reloads
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "ok".into(),
+                    })
+                    .inc();
                 log::info!("reload: ok in {ms:.0} ms: {models:?}");
                 Ok(ReloadReport {
                     status: "reloaded",
@@ -153,7 +159,12 @@ impl State {
                 })
             }
             Err(e) => {
-                self.metrics.reloads.get_or_create(&OutcomeLabels { outcome: "failed".into() }).inc();
+                self.metrics
+                    .reloads
+                    .get_or_create(&OutcomeLabels {
+                        outcome: "failed".into(),
+                    })
+                    .inc();
                 log::error!("reload: failed after {ms:.0} ms, still serving the old models: {e}");
                 Err(e)
             }
@@ -568,7 +579,9 @@ async fn dispatch(
 }
 
 /// Any request body hyper or a test can give.
-pub trait RequestBody: hyper::body::Body<Data = Bytes, Error = Self::E> + Send + Unpin + 'static {
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error = Self::E> + Send + Unpin + 'static
+{
     type E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static;
 }
 

@@ -136,7 +136,10 @@ impl Stats {
     fn count(&mut self, model: &str, version: &str, chosen: &str, hits: (bool, bool), sign: i64) {
         let m = self.models.entry(model.to_string()).or_default();
         m.hits.add(hits, sign);
-        m.labels.entry(chosen.to_string()).or_default().add(hits, sign);
+        m.labels
+            .entry(chosen.to_string())
+            .or_default()
+            .add(hits, sign);
         m.versions
             .entry(version.to_string())
             .or_default()
@@ -325,13 +328,12 @@ impl FeedbackStore {
             .get(id)
             .cloned()
             .ok_or_else(|| FeedbackError::UnknownPrediction(id.to_string()))?;
-        let offer = offers
-            .iter()
-            .find(|o| o.model == model)
-            .ok_or_else(|| FeedbackError::UnknownModel {
+        let offer = offers.iter().find(|o| o.model == model).ok_or_else(|| {
+            FeedbackError::UnknownModel {
                 id: id.to_string(),
                 model: model.to_string(),
-            })?;
+            }
+        })?;
         if !offer.labels.iter().any(|l| l == chosen) {
             return Err(FeedbackError::UnknownLabel {
                 model: model.to_string(),

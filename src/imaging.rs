@@ -203,14 +203,19 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
 /// the entire image, so a missing scan loses detail, not rows.
 fn decode_jpeg_strict(bytes: &[u8], max_pixels: u64) -> Result<Option<RgbImage>, String> {
     use zune_jpeg::errors::DecodeErrors as E;
-    let side = usize::try_from(max_pixels).unwrap_or(usize::MAX).min(65_535);
+    let side = usize::try_from(max_pixels)
+        .unwrap_or(usize::MAX)
+        .min(65_535);
     let options = zune_core::options::DecoderOptions::default()
         .set_strict_mode(true)
         .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB)
         .set_max_width(side)
         .set_max_height(side);
     let new = |input| {
-        zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(input), options)
+        zune_jpeg::JpegDecoder::new_with_options(
+            zune_core::bytestream::ZCursor::new(input),
+            options,
+        )
     };
     let classify = |e: E| match e {
         E::FormatStatic(_) | E::HuffmanDecode(_) | E::MCUError(_) | E::ExhaustedData => {

@@ -280,10 +280,22 @@ mod tests {
             .inc();
         m.decode_seconds.observe(0.002);
         let text = m.encode();
-        assert!(text.contains(r#"predictd_requests_total{route="/v1/predict",status="200"} 1"#), "{text}");
-        assert!(text.contains("predictd_decode_duration_seconds_count 1"), "{text}");
-        assert!(text.contains("predictd_process_resident_memory_bytes "), "{text}");
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(
+            text.contains(r#"predictd_requests_total{route="/v1/predict",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("predictd_decode_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("predictd_process_resident_memory_bytes "),
+            "{text}"
+        );
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             assert!(line.starts_with("predictd_"), "{line}");
         }
     }

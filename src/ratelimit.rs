@@ -46,7 +46,13 @@ impl RateLimiter {
         self.check_at(caller, rate, burst, Instant::now())
     }
 
-    fn check_at(&self, caller: Caller, rate: u32, burst: u32, now: Instant) -> Result<(), Duration> {
+    fn check_at(
+        &self,
+        caller: Caller,
+        rate: u32,
+        burst: u32,
+        now: Instant,
+    ) -> Result<(), Duration> {
         if rate == 0 {
             return Ok(());
         }

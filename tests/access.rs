@@ -43,13 +43,6 @@ fn multipart(boundary: &str, fields: &[(&str, &str)], image: Option<&[u8]>) -> V
     body
 }
 
-fn best(r: &Response, model: &str) -> String {
-    r.json()["predictions"][model][0]["label"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn multipart_form_gives_the_same_answer_as_the_raw_body() {
     let d = Daemon::start("");
@@ -62,13 +55,19 @@ fn multipart_form_gives_the_same_answer_as_the_raw_body() {
     let r = d.post("/v1/predict", ct, &form);
     assert_eq!(r.status, 200, "{}", r.text());
     for model in ["color", "theme"] {
-        assert_eq!(r.json()["predictions"][model], raw.json()["predictions"][model]);
+        assert_eq!(
+            r.json()["predictions"][model],
+            raw.json()["predictions"][model]
+        );
     }
     // Fields may also come in the query string, and top/models as fields.
     let form = multipart("XyZ123", &[("top", "2"), ("models", "color")], Some(&img));
     let r = d.post("/v1/predict?x=149&y=333", ct, &form);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["predictions"]["color"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        r.json()["predictions"]["color"].as_array().unwrap().len(),
+        2
+    );
     assert!(r.json()["predictions"].get("theme").is_none());
 
     let bad: Vec<(&str, String, Vec<u8>)> = vec![
@@ -100,7 +99,12 @@ fn multipart_form_gives_the_same_answer_as_the_raw_body() {
     ];
     for (name, ct, body) in bad {
         let r = d.post("/v1/predict", &ct, &body);
-        assert_eq!((r.status, r.code().as_str()), (400, "bad_request"), "{name}: {}", r.text());
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (400, "bad_request"),
+            "{name}: {}",
+            r.text()
+        );
         d.assert_still_serves();
     }
 }
@@ -113,15 +117,23 @@ fn json_path_reads_only_regular_files_under_the_roots() {
     std::fs::create_dir(&roots).unwrap();
     let inside = roots.join("coffee.jpg");
     std::fs::write(&inside, photo("skimage-coffee.jpg")).unwrap();
-    std::fs::write(outside.path().join("secret.jpg"), photo("skimage-coffee.jpg")).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret.jpg"), roots.join("escape.jpg")).unwrap();
+    std::fs::write(
+        outside.path().join("secret.jpg"),
+        photo("skimage-coffee.jpg"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.jpg"), roots.join("escape.jpg"))
+        .unwrap();
     std::os::unix::fs::symlink(&inside, roots.join("alias.jpg")).unwrap();
     std::os::unix::fs::symlink(outside.path(), roots.join("outdir")).unwrap();
     nix::unistd::mkfifo(&roots.join("fifo.jpg"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     std::fs::create_dir(roots.join("sub")).unwrap();
     let config = write_config(
         dir.path(),
-        &format!("image-roots = [{:?}, \"/dev\"]", roots.display().to_string()),
+        &format!(
+            "image-roots = [{:?}, \"/dev\"]",
+            roots.display().to_string()
+        ),
         None,
     );
     let d = Daemon::spawn(dir, config);
@@ -132,44 +144,113 @@ fn json_path_reads_only_regular_files_under_the_roots() {
     let r = ask(inside.to_str().unwrap());
     assert_eq!(r.status, 200, "{}", r.text());
     let r = ask(roots.join("alias.jpg").to_str().unwrap());
-    assert_eq!(r.status, 200, "a link that stays inside is fine: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "a link that stays inside is fine: {}",
+        r.text()
+    );
     // x, y, models and top in the JSON body.
     let body = serde_json::json!({"path": inside, "x": 5, "y": 5, "models": ["theme"], "top": 3});
-    let r = d.post("/v1/predict", "application/json", body.to_string().as_bytes());
+    let r = d.post(
+        "/v1/predict",
+        "application/json",
+        body.to_string().as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["predictions"]["theme"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        r.json()["predictions"]["theme"].as_array().unwrap().len(),
+        3
+    );
 
     let r = |p: &Path| p.to_str().unwrap().to_string();
     let cases: Vec<(&str, String, u16, &str)> = vec![
         ("missing file", r(&roots.join("nope.jpg")), 404, "not_found"),
-        ("dot-dot out of the root", format!("{}/../../etc/passwd", roots.display()), 403, "forbidden"),
-        ("dot-dot that would stay inside", format!("{}/sub/../coffee.jpg", roots.display()), 403, "forbidden"),
-        ("symlink out of the root", r(&roots.join("escape.jpg")), 403, "forbidden"),
-        ("through a linked directory", r(&roots.join("outdir/secret.jpg")), 403, "forbidden"),
-        ("outside every root", r(&outside.path().join("secret.jpg")), 403, "forbidden"),
-        ("a device under a root", "/dev/zero".into(), 403, "forbidden"),
-        ("a FIFO (never blocks)", r(&roots.join("fifo.jpg")), 403, "forbidden"),
+        (
+            "dot-dot out of the root",
+            format!("{}/../../etc/passwd", roots.display()),
+            403,
+            "forbidden",
+        ),
+        (
+            "dot-dot that would stay inside",
+            format!("{}/sub/../coffee.jpg", roots.display()),
+            403,
+            "forbidden",
+        ),
+        (
+            "symlink out of the root",
+            r(&roots.join("escape.jpg")),
+            403,
+            "forbidden",
+        ),
+        (
+            "through a linked directory",
+            r(&roots.join("outdir/secret.jpg")),
+            403,
+            "forbidden",
+        ),
+        (
+            "outside every root",
+            r(&outside.path().join("secret.jpg")),
+            403,
+            "forbidden",
+        ),
+        (
+            "a device under a root",
+            "/dev/zero".into(),
+            403,
+            "forbidden",
+        ),
+        (
+            "a FIFO (never blocks)",
+            r(&roots.join("fifo.jpg")),
+            403,
+            "forbidden",
+        ),
         ("a directory", r(&roots.join("sub")), 403, "forbidden"),
-        ("a relative path", "images/coffee.jpg".into(), 400, "bad_request"),
+        (
+            "a relative path",
+            "images/coffee.jpg".into(),
+            400,
+            "bad_request",
+        ),
         ("/etc/shadow", "/etc/shadow".into(), 403, "forbidden"),
     ];
     for (name, path, status, code) in cases {
         let started = Instant::now();
         let resp = ask(&path);
-        assert_eq!((resp.status, resp.code().as_str()), (status, code), "{name}: {}", resp.text());
-        assert!(started.elapsed() < Duration::from_secs(5), "{name} took too long");
+        assert_eq!(
+            (resp.status, resp.code().as_str()),
+            (status, code),
+            "{name}: {}",
+            resp.text()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name} took too long"
+        );
         d.assert_still_serves();
     }
     // Unknown keys in the JSON body are refused, not ignored.
     let body = serde_json::json!({"path": inside, "x": 1, "y": 1, "colour": "red"});
-    let resp = d.post("/v1/predict", "application/json", body.to_string().as_bytes());
+    let resp = d.post(
+        "/v1/predict",
+        "application/json",
+        body.to_string().as_bytes(),
+    );
     assert_eq!(resp.status, 400, "{}", resp.text());
 
     // With no image-roots, path requests are off.
     let plain = Daemon::start("");
     let body = serde_json::json!({"path": inside, "x": 1, "y": 1}).to_string();
     let resp = plain.post("/v1/predict", "application/json", body.as_bytes());
-    assert_eq!((resp.status, resp.code().as_str()), (403, "forbidden"), "{}", resp.text());
+    assert_eq!(
+        (resp.status, resp.code().as_str()),
+        (403, "forbidden"),
+        "{}",
+        resp.text()
+    );
 }
 
 /// Sends only the head of a request (and `sent` body bytes) and returns
@@ -188,13 +269,25 @@ fn send_head(socket: &Path, head: &str, sent: &[u8]) -> (Response, Duration) {
 fn body_limits_are_enforced_before_the_body_is_read() {
     let d = Daemon::start("max-body-bytes = 100000");
     // A declared length over the limit: refused at once, no body sent.
-    for ct in ["image/jpeg", "multipart/form-data; boundary=B", "application/json"] {
+    for ct in [
+        "image/jpeg",
+        "multipart/form-data; boundary=B",
+        "application/json",
+    ] {
         let head = format!(
             "POST /v1/predict?x=1&y=1 HTTP/1.1\r\nHost: l\r\nContent-Type: {ct}\r\nContent-Length: 50000000\r\n\r\n"
         );
         let (r, took) = send_head(&d.socket, &head, b"");
-        assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"), "{ct}: {}", r.text());
-        assert!(took < Duration::from_secs(3), "{ct}: waited for a body it should refuse");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (413, "payload_too_large"),
+            "{ct}: {}",
+            r.text()
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "{ct}: waited for a body it should refuse"
+        );
     }
     // Chunked, so no length is declared: refused as soon as it passes the limit.
     let mut s = UnixStream::connect(&d.socket).unwrap();
@@ -203,7 +296,8 @@ fn body_limits_are_enforced_before_the_body_is_read() {
         .unwrap();
     let chunk = vec![0xffu8; 10_000];
     for _ in 0..20 {
-        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
             || s.write_all(&chunk).is_err()
             || s.write_all(b"\r\n").is_err()
         {
@@ -211,7 +305,12 @@ fn body_limits_are_enforced_before_the_body_is_read() {
         }
     }
     let r = read_response(&mut s).unwrap();
-    assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (413, "payload_too_large"),
+        "{}",
+        r.text()
+    );
     // The limit also holds for files named by path... (tested in paths.rs);
     // a body just under it is served.
     let img = photo("skimage-coffee.jpg");
@@ -224,7 +323,9 @@ fn a_client_that_stops_mid_body_gets_504_and_others_are_served() {
     let d = Daemon::start("request-timeout-ms = 1500");
     let img = photo("skimage-coffee.jpg");
     let mut stalled = UnixStream::connect(&d.socket).unwrap();
-    stalled.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let head = format!(
         "POST /v1/predict?x=1&y=1 HTTP/1.1\r\nHost: l\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
         img.len()
@@ -235,18 +336,28 @@ fn a_client_that_stops_mid_body_gets_504_and_others_are_served() {
     d.assert_still_serves();
     let started = Instant::now();
     let r = read_response(&mut stalled).unwrap();
-    assert_eq!((r.status, r.code().as_str()), (504, "timeout"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (504, "timeout"),
+        "{}",
+        r.text()
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     d.assert_still_serves();
 
     // A client that stops in the middle of its headers is cut off too.
     let mut slow = UnixStream::connect(&d.socket).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    slow.write_all(b"POST /v1/predict?x=1&y=1 HTTP/1.1\r\nHost: l\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    slow.write_all(b"POST /v1/predict?x=1&y=1 HTTP/1.1\r\nHost: l\r\n")
+        .unwrap();
     let mut rest = Vec::new();
     let started = Instant::now();
     let _ = slow.read_to_end(&mut rest);
-    assert!(started.elapsed() < Duration::from_secs(10), "the connection was kept open");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the connection was kept open"
+    );
     d.assert_still_serves();
 }
 
@@ -257,8 +368,9 @@ fn connections_past_the_maximum_are_answered_503_at_once() {
     // closed on the server's side yet on a busy machine; try a few times.
     let mut attempts = Vec::new();
     let idle = loop {
-        let idle: Vec<UnixStream> =
-            (0..2).map(|_| UnixStream::connect(&d.socket).unwrap()).collect();
+        let idle: Vec<UnixStream> = (0..2)
+            .map(|_| UnixStream::connect(&d.socket).unwrap())
+            .collect();
         std::thread::sleep(Duration::from_millis(300));
         let started = Instant::now();
         let r = try_request(&d.socket, "GET", "/v1/models", &[], b"").unwrap();
@@ -269,7 +381,11 @@ fn connections_past_the_maximum_are_answered_503_at_once() {
             break idle;
         }
         attempts.push(r.status);
-        assert!(attempts.len() < 5, "never refused: {attempts:?}\n{}", d.stderr());
+        assert!(
+            attempts.len() < 5,
+            "never refused: {attempts:?}\n{}",
+            d.stderr()
+        );
         drop(idle);
         std::thread::sleep(Duration::from_secs(1));
     };
@@ -277,39 +393,26 @@ fn connections_past_the_maximum_are_answered_503_at_once() {
     std::thread::sleep(Duration::from_millis(200));
     d.assert_still_serves();
     let metrics = d.get("/metrics").text();
-    assert!(metrics.contains("predictd_connections_refused_total "), "{metrics}");
+    assert!(
+        metrics.contains("predictd_connections_refused_total "),
+        "{metrics}"
+    );
 }
 
 /// Runs the test client (a Python script) as `uid`, from a copy every user
 /// can read.
 fn client_as(d: &Daemon, uid: u32, args: &[&str]) -> Vec<serde_json::Value> {
-    let script = d.dir.path().join("http_client.py");
-    if !script.exists() {
-        std::fs::copy(root().join("tests/clients/http_client.py"), &script).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(&d.socket)
-        .args(args)
-        .uid(uid)
-        .gid(uid)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "client as uid {uid} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    try_client_as(d, uid, uid, args).unwrap_or_else(|e| panic!("client as uid {uid} failed: {e}"))
 }
 
 /// Runs the client as `uid`/`gid`; `Err` with its stderr when it cannot
 /// even connect.
-fn try_client_as(d: &Daemon, uid: u32, gid: u32, args: &[&str]) -> Result<Vec<serde_json::Value>, String> {
+fn try_client_as(
+    d: &Daemon,
+    uid: u32,
+    gid: u32,
+    args: &[&str],
+) -> Result<Vec<serde_json::Value>, String> {
     let script = d.dir.path().join("http_client.py");
     if !script.exists() {
         std::fs::copy(root().join("tests/clients/http_client.py"), &script).unwrap();
@@ -340,7 +443,11 @@ fn socket_mode_and_group_decide_who_can_connect() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = write_config(dir.path(), "socket-mode = \"0660\"\nsocket-group = \"65534\"", None);
+    let config = write_config(
+        dir.path(),
+        "socket-mode = \"0660\"\nsocket-group = \"65534\"",
+        None,
+    );
     let d = Daemon::spawn(dir, config);
     let meta = std::fs::metadata(&d.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
@@ -358,7 +465,11 @@ fn socket_mode_and_group_decide_who_can_connect() {
 fn shared_daemon(extra: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = write_config(dir.path(), &format!("socket-mode = \"0666\"\n{extra}"), None);
+    let config = write_config(
+        dir.path(),
+        &format!("socket-mode = \"0666\"\n{extra}"),
+        None,
+    );
     Daemon::spawn(dir, config)
 }
 
@@ -373,7 +484,10 @@ fn only_allowed_uids_are_served_and_only_admins_reload() {
     assert_eq!(answers[0]["status"], 403, "{answers:?}");
     assert_eq!(answers[0]["code"], "forbidden");
     assert_eq!(d.get("/v1/models").status, 200);
-    assert!(d.stderr().contains(&format!("uid={NOBODY}")), "the log names the peer uid");
+    assert!(
+        d.stderr().contains(&format!("uid={NOBODY}")),
+        "the log names the peer uid"
+    );
 
     // Everyone may predict, only uid 0 may reload.
     let d = shared_daemon(&format!("allowed-uids = [0, {NOBODY}]\nadmin-uids = [0]"));
@@ -383,11 +497,21 @@ fn only_allowed_uids_are_served_and_only_admins_reload() {
     let answers = client_as(
         &d,
         NOBODY,
-        &["POST", "/v1/predict?x=5&y=5", "--body", img.to_str().unwrap(), "--header", "Content-Type: image/jpeg"],
+        &[
+            "POST",
+            "/v1/predict?x=5&y=5",
+            "--body",
+            img.to_str().unwrap(),
+            "--header",
+            "Content-Type: image/jpeg",
+        ],
     );
     assert_eq!(answers[0]["status"], 200, "{answers:?}");
     let answers = client_as(&d, NOBODY, &["POST", "/v1/reload"]);
-    assert_eq!((answers[0]["status"].as_u64(), answers[0]["code"].as_str()), (Some(403), Some("forbidden")));
+    assert_eq!(
+        (answers[0]["status"].as_u64(), answers[0]["code"].as_str()),
+        (Some(403), Some("forbidden"))
+    );
     let r = d.post("/v1/reload", "application/json", b"");
     assert_eq!(r.status, 200, "{}", r.text());
     d.assert_still_serves();
@@ -408,47 +532,45 @@ fn a_flood_from_one_uid_is_refused_without_touching_another() {
         quiet.push(started.elapsed().as_secs_f64() * 1e3);
         std::thread::sleep(Duration::from_millis(200));
     }
-    let flood = {
-        let socket = d.socket.clone();
-        let dir = d.dir.path().to_path_buf();
-        std::thread::spawn(move || {
-            let script = dir.join("flood.py");
-            std::fs::copy(root().join("tests/clients/http_client.py"), &script).unwrap();
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let out = Command::new("python3")
-                .arg(&script)
-                .arg(&socket)
-                .args(["GET", "/v1/models", "--repeat", "400"])
-                .uid(NOBODY)
-                .gid(NOBODY)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-    };
-    // Meanwhile uid 0 predicts at 5 a second, well under its own limit.
-    let mut mine = Vec::new();
-    while !flood.is_finished() || mine.len() < 10 {
-        let started = Instant::now();
-        let r = d.predict("x=100&y=100", &img);
-        mine.push((r.status, started.elapsed()));
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let theirs = flood.join().unwrap();
+    std::thread::scope(|scope| {
+        let flood =
+            scope.spawn(|| client_as(&d, NOBODY, &["GET", "/v1/models", "--repeat", "400"]));
+        // Meanwhile uid 0 predicts at 5 a second, well under its own limit.
+        let mut mine = Vec::new();
+        while !flood.is_finished() || mine.len() < 10 {
+            let started = Instant::now();
+            let r = d.predict("x=100&y=100", &img);
+            mine.push((r.status, started.elapsed()));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let theirs = flood.join().unwrap();
+        report_flood(&d, quiet, mine, theirs);
+    });
+}
+
+fn report_flood(
+    d: &Daemon,
+    mut quiet: Vec<f64>,
+    mine: Vec<(u16, Duration)>,
+    theirs: Vec<serde_json::Value>,
+) {
     assert_eq!(theirs.len(), 400);
     let refused: Vec<_> = theirs.iter().filter(|a| a["status"] == 429).collect();
     let served = theirs.iter().filter(|a| a["status"] == 200).count();
-    assert!(refused.len() >= 200, "the flood was not limited: {served} served");
+    assert!(
+        refused.len() >= 200,
+        "the flood was not limited: {served} served"
+    );
     assert_eq!(served + refused.len(), 400, "only 200 and 429 expected");
     for a in &refused {
         assert_eq!(a["code"], "rate_limited");
         let secs: u64 = a["retry_after"].as_str().unwrap().parse().unwrap();
         assert!(secs >= 1);
     }
-    assert!(mine.iter().all(|(s, _)| *s == 200), "uid 0 was refused: {mine:?}");
+    assert!(
+        mine.iter().all(|(s, _)| *s == 200),
+        "uid 0 was refused: {mine:?}"
+    );
     let mut ms: Vec<f64> = mine.iter().map(|(_, t)| t.as_secs_f64() * 1e3).collect();
     ms.sort_by(f64::total_cmp);
     // Printed, not asserted: timings on a shared machine are not a test.
@@ -466,7 +588,10 @@ fn a_flood_from_one_uid_is_refused_without_touching_another() {
     );
     let metrics = d.get("/metrics").text();
     assert!(
-        metrics.contains(&format!("predictd_rate_limited_total{{listener=\"unix\"}} {}", refused.len())),
+        metrics.contains(&format!(
+            "predictd_rate_limited_total{{listener=\"unix\"}} {}",
+            refused.len()
+        )),
         "{metrics}"
     );
 }
@@ -482,17 +607,32 @@ fn tcp_needs_the_token_is_limited_per_address_and_cannot_reload() {
     let addr = format!("127.0.0.1:{}", free_port());
     let d = Daemon::spawn_args(dir, config, &["--http", &addr]);
     let img = photo("skimage-coffee.jpg");
-    let ok = [("Authorization", "Bearer s3cret"), ("Content-Type", "image/jpeg")];
+    let ok = [
+        ("Authorization", "Bearer s3cret"),
+        ("Content-Type", "image/jpeg"),
+    ];
     for headers in [
         vec![("Content-Type", "image/jpeg")],
-        vec![("Authorization", "Bearer wrong"), ("Content-Type", "image/jpeg")],
+        vec![
+            ("Authorization", "Bearer wrong"),
+            ("Content-Type", "image/jpeg"),
+        ],
         vec![("Authorization", "s3cret"), ("Content-Type", "image/jpeg")],
     ] {
         let r = tcp_request(&addr, "POST", "/v1/predict?x=1&y=1", &headers, &img);
-        assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"), "{headers:?}");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (401, "unauthorized"),
+            "{headers:?}"
+        );
     }
     let r = tcp_request(&addr, "POST", "/v1/reload", &ok, b"");
-    assert_eq!((r.status, r.code().as_str()), (403, "forbidden"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (403, "forbidden"),
+        "{}",
+        r.text()
+    );
     // Burst of 3 (the reload above took one), then 429 with Retry-After.
     let mut statuses = Vec::new();
     for _ in 0..4 {
@@ -530,17 +670,41 @@ fn predict_before_the_models_are_loaded_is_503_not_ready() {
         assert!(Instant::now() < deadline, "socket never answered");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let r = request(&socket, "POST", "/v1/predict?x=1&y=1", &[("Content-Type", "image/jpeg")], &photo("skimage-coffee.jpg"));
-    assert_eq!((r.status, r.code().as_str()), (503, "not_ready"), "{}", r.text());
+    let r = request(
+        &socket,
+        "POST",
+        "/v1/predict?x=1&y=1",
+        &[("Content-Type", "image/jpeg")],
+        &photo("skimage-coffee.jpg"),
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "not_ready"),
+        "{}",
+        r.text()
+    );
     assert_eq!(request(&socket, "GET", "/readyz", &[], b"").status, 503);
-    std::fs::write(&fifo, std::fs::read(root().join("models/themeClassifier.pb")).unwrap()).unwrap();
+    std::fs::write(
+        &fifo,
+        std::fs::read(root().join("models/themeClassifier.pb")).unwrap(),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while request(&socket, "GET", "/readyz", &[], b"").status != 200 {
         assert!(Instant::now() < deadline, "never became ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let r = request(&socket, "POST", "/v1/predict?x=1&y=1", &[("Content-Type", "image/jpeg")], &photo("skimage-coffee.jpg"));
+    let r = request(
+        &socket,
+        "POST",
+        "/v1/predict?x=1&y=1",
+        &[("Content-Type", "image/jpeg")],
+        &photo("skimage-coffee.jpg"),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let _ = child.wait();
 }

@@ -95,7 +95,10 @@ fn manifest_and_folder_agree() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "cases.json")
         .collect();
-    assert_eq!(used, present, "files without a case, or cases without a file");
+    assert_eq!(
+        used, present,
+        "files without a case, or cases without a file"
+    );
     let names: BTreeSet<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.len(), cases.len(), "case names must be unique");
     for c in &cases {

@@ -56,7 +56,10 @@ fn hit_rates_follow_what_users_chose_and_survive_a_crash() {
     for (name, x, y) in shots {
         let r = d.predict(&format!("x={x}&y={y}"), &photo(name));
         assert_eq!(r.status, 200, "{}", r.text());
-        offered.push((r.json()["id"].as_str().unwrap().to_string(), labels(&r.json(), "color")));
+        offered.push((
+            r.json()["id"].as_str().unwrap().to_string(),
+            labels(&r.json(), "color"),
+        ));
     }
     let not_offered = |o: &[String]| all_colors.iter().find(|c| !o.contains(c)).unwrap().clone();
     let choices = [
@@ -118,9 +121,10 @@ fn hit_rates_follow_what_users_chose_and_survive_a_crash() {
     let config = d.config.clone();
     let dir = tempfile::tempdir().unwrap();
     let config2 = dir.path().join("predictd.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&d.dir.path().display().to_string(), &dir.path().display().to_string());
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &d.dir.path().display().to_string(),
+        &dir.path().display().to_string(),
+    );
     std::fs::write(&config2, text).unwrap();
     drop(d); // SIGKILL
     let d = Daemon::spawn(dir, config2);
@@ -128,7 +132,12 @@ fn hit_rates_follow_what_users_chose_and_survive_a_crash() {
     check(&stats, 0);
     // Predictions from before the restart are not remembered.
     let r = feedback(&d, &offered[0].0, "color", "red");
-    assert_eq!((r.status, r.code().as_str()), (404, "not_found"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (404, "not_found"),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
@@ -144,7 +153,10 @@ fn feedback_errors_are_clear() {
         .find(|l| l.contains(&format!("prediction: id={id} ")))
         .unwrap_or_else(|| panic!("no prediction line for {id}:\n{log}"));
     let version = r.json()["models"]["color"].as_str().unwrap()[..19].to_string();
-    let top = r.json()["predictions"]["color"][0]["label"].as_str().unwrap().to_string();
+    let top = r.json()["predictions"]["color"][0]["label"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for part in [
         "uid=0".to_string(),
         format!("models=color@{version}"),
@@ -157,9 +169,24 @@ fn feedback_errors_are_clear() {
         assert!(line.contains(&part), "{part} missing from: {line}");
     }
     let cases: Vec<(&str, Response, u16, &str)> = vec![
-        ("unknown id", feedback(&d, "0000", "color", "red"), 404, "not_found"),
-        ("model not in that prediction", feedback(&d, &id, "theme", "Art"), 404, "not_found"),
-        ("not a label of the model", feedback(&d, &id, "color", "mauve"), 400, "bad_request"),
+        (
+            "unknown id",
+            feedback(&d, "0000", "color", "red"),
+            404,
+            "not_found",
+        ),
+        (
+            "model not in that prediction",
+            feedback(&d, &id, "theme", "Art"),
+            404,
+            "not_found",
+        ),
+        (
+            "not a label of the model",
+            feedback(&d, &id, "color", "mauve"),
+            400,
+            "bad_request",
+        ),
         (
             "malformed JSON",
             d.post("/v1/feedback", "application/json", b"{\"id\": "),
@@ -168,21 +195,35 @@ fn feedback_errors_are_clear() {
         ),
         (
             "missing field",
-            d.post("/v1/feedback", "application/json", br#"{"id": "x", "model": "color"}"#),
+            d.post(
+                "/v1/feedback",
+                "application/json",
+                br#"{"id": "x", "model": "color"}"#,
+            ),
             400,
             "bad_request",
         ),
         ("GET", d.get("/v1/feedback"), 405, "method_not_allowed"),
     ];
     for (name, r, status, code) in cases {
-        assert_eq!((r.status, r.code().as_str()), (status, code), "{name}: {}", r.text());
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (status, code),
+            "{name}: {}",
+            r.text()
+        );
     }
     assert_eq!(feedback(&d, &id, "color", "red").status, 204);
     // Only the last two predictions are remembered.
     d.predict("x=10&y=10&models=color", &coffee);
     d.predict("x=10&y=10&models=color", &coffee);
     let r = feedback(&d, &id, "color", "red");
-    assert_eq!((r.status, r.code().as_str()), (404, "not_found"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (404, "not_found"),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
@@ -195,7 +236,10 @@ fn metrics_move_with_traffic() {
         .unwrap()
         .starts_with("application/openmetrics-text"));
     let before = before.text();
-    for line in before.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in before
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         assert!(line.starts_with("predictd_"), "{line}");
     }
     let coffee = photo("skimage-coffee.jpg");
@@ -214,17 +258,40 @@ fn metrics_move_with_traffic() {
         let (a, b) = (metric(&before, series), metric(&after, series));
         assert_eq!(b - a, by, "{series}: {a} -> {b}\n{after}");
     };
-    grew(r#"predictd_requests_total{route="/v1/predict",status="200"}"#, 4.0);
-    grew(r#"predictd_requests_total{route="/v1/predict",status="415"}"#, 1.0);
-    grew(r#"predictd_request_duration_seconds_count{route="/v1/predict"}"#, 5.0);
-    grew(r#"predictd_inference_duration_seconds_count{model="theme"}"#, 4.0);
+    grew(
+        r#"predictd_requests_total{route="/v1/predict",status="200"}"#,
+        4.0,
+    );
+    grew(
+        r#"predictd_requests_total{route="/v1/predict",status="415"}"#,
+        1.0,
+    );
+    grew(
+        r#"predictd_request_duration_seconds_count{route="/v1/predict"}"#,
+        5.0,
+    );
+    grew(
+        r#"predictd_inference_duration_seconds_count{model="theme"}"#,
+        4.0,
+    );
     grew(r#"predictd_inference_batch_size_count{model="color"}"#, 4.0);
     grew("predictd_decode_duration_seconds_count", 4.0);
     grew(r#"predictd_feedback_total{model="color"}"#, 1.0);
     grew(r#"predictd_reloads_total{outcome="ok"}"#, 1.0);
-    assert_eq!(metric(&after, r#"predictd_feedback_hit_ratio{model="color",rank="top1"}"#), 1.0);
+    assert_eq!(
+        metric(
+            &after,
+            r#"predictd_feedback_hit_ratio{model="color",rank="top1"}"#
+        ),
+        1.0
+    );
     assert!(metric(&after, "predictd_process_resident_memory_bytes") > 10e6);
-    assert!(after.contains(r#"predictd_queue_depth{model="theme"} 0"#), "{after}");
-    assert!(after.contains("predictd_model_load_duration_seconds{model=\"theme\",version=\"sha256:"));
+    assert!(
+        after.contains(r#"predictd_queue_depth{model="theme"} 0"#),
+        "{after}"
+    );
+    assert!(
+        after.contains("predictd_model_load_duration_seconds{model=\"theme\",version=\"sha256:")
+    );
     assert!(after.contains("predictd_model_loaded{model=\"color\",version=\"sha256:"));
 }

@@ -52,20 +52,32 @@ fn run_page_test(python: &PathBuf, url: &str, screenshot: &str, extra: &[&str]) 
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}{stderr}");
-    assert!(out.status.success(), "browser test failed:\n{stdout}\n{stderr}");
-    assert!(screenshot.exists(), "no screenshot at {}", screenshot.display());
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        screenshot.exists(),
+        "no screenshot at {}",
+        screenshot.display()
+    );
 }
 
 #[test]
 fn a_person_can_try_the_models_in_a_browser() {
-    let Some(python) = browser_python() else { return };
+    let Some(python) = browser_python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "", None);
     let addr = format!("127.0.0.1:{}", free_port());
     let d = Daemon::spawn_args(dir, config, &["--http", &addr]);
     let page = d.get("/");
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     // Self-contained: nothing is fetched from elsewhere.
     let html = page.text();
     for outside in ["http://", "https://", "//cdn", "@import"] {
@@ -80,7 +92,9 @@ fn a_person_can_try_the_models_in_a_browser() {
 
 #[test]
 fn the_page_asks_for_the_token_when_http_needs_one() {
-    let Some(python) = browser_python() else { return };
+    let Some(python) = browser_python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "http-token = \"s3cret\"", None);
     let addr = format!("127.0.0.1:{}", free_port());
