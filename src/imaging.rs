@@ -77,8 +77,11 @@ pub fn header_dimensions(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), ImageE
     let claimed = match format {
         ImageFormat::Bmp => bmp_claimed_size(bytes),
         ImageFormat::WebP => webp_claimed_size(bytes),
+        ImageFormat::Gif => gif_claimed_size(bytes),
         _ => None,
     };
+    // A claim larger than what the decoder reports wins: the decoder
+    // allocates by the claim (a GIF frame larger than its screen).
     if let Some((w, h)) = claimed {
         if u64::from(w) * u64::from(h) > u64::from(u32::MAX) {
             return Ok((format, w, h));
@@ -86,7 +89,12 @@ pub fn header_dimensions(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), ImageE
     }
     let reader = ImageReader::with_format(Cursor::new(bytes), format);
     match reader.into_dimensions() {
-        Ok((w, h)) => Ok((format, w, h)),
+        Ok((w, h)) => match claimed {
+            Some((cw, ch)) if u64::from(cw) * u64::from(ch) > u64::from(w) * u64::from(h) => {
+                Ok((format, cw, ch))
+            }
+            _ => Ok((format, w, h)),
+        },
         Err(e) => match claimed {
             Some((w, h)) => Ok((format, w, h)),
             None => Err(invalid(e)),
@@ -108,16 +116,68 @@ fn bmp_claimed_size(b: &[u8]) -> Option<(u32, u32)> {
     Some((w.unsigned_abs(), h.unsigned_abs()))
 }
 
-/// The canvas size of an extended WebP (`VP8X` chunk first).
+/// The size a WebP's first chunk states: the canvas of `VP8X`, the
+/// 14-bit sides of lossless `VP8L` (image-webp 0.2 misreads 16384 as 0), or
+/// the frame of lossy `VP8 `.
 fn webp_claimed_size(b: &[u8]) -> Option<(u32, u32)> {
-    if b.get(12..16)? != b"VP8X" {
-        return None;
-    }
     let u24 = |at: usize| -> Option<u32> {
         let v = b.get(at..at + 3)?;
         Some(u32::from(v[0]) | u32::from(v[1]) << 8 | u32::from(v[2]) << 16)
     };
-    Some((u24(24)? + 1, u24(27)? + 1))
+    match b.get(12..16)? {
+        b"VP8X" => Some((u24(24)? + 1, u24(27)? + 1)),
+        b"VP8L" => {
+            if *b.get(20)? != 0x2F {
+                return None;
+            }
+            let bits = u32::from_le_bytes(b.get(21..25)?.try_into().ok()?);
+            Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
+        }
+        b"VP8 " => {
+            if b.get(23..26)? != [0x9D, 0x01, 0x2A] {
+                return None;
+            }
+            let w = u16::from_le_bytes(b.get(26..28)?.try_into().ok()?) & 0x3FFF;
+            let h = u16::from_le_bytes(b.get(28..30)?.try_into().ok()?) & 0x3FFF;
+            Some((w.into(), h.into()))
+        }
+        _ => None,
+    }
+}
+
+/// The larger of a GIF's logical screen and its first frame (position
+/// plus size): decoders allocate a frame by what its descriptor says.
+fn gif_claimed_size(b: &[u8]) -> Option<(u32, u32)> {
+    let u16_at = |at: usize| -> Option<u32> {
+        Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?).into())
+    };
+    let (sw, sh) = (u16_at(6)?, u16_at(8)?);
+    let flags = *b.get(10)?;
+    let mut i = 13;
+    if flags & 0x80 != 0 {
+        i += 3 << ((flags & 0x07) + 1);
+    }
+    loop {
+        match *b.get(i)? {
+            // Extension: label, then data sub-blocks up to a zero length.
+            0x21 => {
+                i += 2;
+                loop {
+                    let n = usize::from(*b.get(i)?);
+                    i += 1 + n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            0x2C => {
+                let (left, top) = (u16_at(i + 1)?, u16_at(i + 3)?);
+                let (fw, fh) = (u16_at(i + 5)?, u16_at(i + 7)?);
+                return Some((sw.max(left + fw), sh.max(top + fh)));
+            }
+            _ => return Some((sw, sh)),
+        }
+    }
 }
 
 /// A decoded image, oriented as displayed, in 8-bit RGB.
@@ -219,6 +279,10 @@ fn decode_jpeg_strict(bytes: &[u8], max_pixels: u64) -> Result<Option<RgbImage>,
     };
     let classify = |e: E| match e {
         E::FormatStatic(_) | E::HuffmanDecode(_) | E::MCUError(_) | E::ExhaustedData => {
+            Err(format!("the scan data does not decode: {e}"))
+        }
+        // Bad Huffman codes in the scan come back as a plain format error.
+        E::Format(ref m) if m.contains("Huffman") || m.contains("corrupt") => {
             Err(format!("the scan data does not decode: {e}"))
         }
         E::IoErrors(e) => Err(format!("the scan data ends early: {e:?}")),
