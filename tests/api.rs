@@ -229,7 +229,8 @@ fn every_error_code_comes_from_a_real_request_and_the_daemon_survives() {
             .unwrap();
         v
     };
-    let cases: Vec<(&str, Box<dyn Fn() -> Response>, u16, &str)> = vec![
+    type Case<'a> = (&'a str, Box<dyn Fn() -> Response + 'a>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "empty body",
             Box::new(|| d.predict("x=1&y=1", b"")),

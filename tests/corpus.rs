@@ -92,9 +92,8 @@ fn param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| *k == key)
+        .rfind(|(k, _)| *k == key)
         .map(|(_, v)| v)
-        .last()
 }
 
 /// What is wrong with the answer to `case`, if anything.
