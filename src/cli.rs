@@ -88,6 +88,10 @@ enum Command {
         /// Seconds to run.
         #[arg(long)]
         duration: Option<f64>,
+        /// Send at this many requests per second in all (an open-loop load
+        /// on a fixed schedule) instead of as fast as answers come back.
+        #[arg(long)]
+        rate: Option<f64>,
         /// Point to ask about (default: each image's centre).
         #[arg(long)]
         x: Option<u32>,
@@ -267,6 +271,7 @@ fn run(command: Command) -> Result<(), CliError> {
             concurrency,
             requests,
             duration,
+            rate,
             x,
             y,
             images,
@@ -295,6 +300,7 @@ fn run(command: Command) -> Result<(), CliError> {
                     concurrency,
                     requests,
                     duration.map(Duration::from_secs_f64),
+                    rate.filter(|r| *r > 0.0),
                 )
                 .await;
                 report.print();

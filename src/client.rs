@@ -142,13 +142,16 @@ impl BenchReport {
 }
 
 /// Sends requests from `concurrency` tasks until `requests` are done or
-/// `duration` has passed, cycling through `images`.
+/// `duration` has passed, cycling through `images`. With `rate`, request i
+/// is sent no earlier than i / rate seconds after the start (latency is
+/// still measured from the actual send).
 pub async fn bench(
     client: Client,
     images: Vec<(Bytes, String)>,
     concurrency: usize,
     requests: Option<usize>,
     duration: Option<Duration>,
+    rate: Option<f64>,
 ) -> BenchReport {
     let images = Arc::new(images);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -165,6 +168,13 @@ pub async fn bench(
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= limit || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
+                }
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
                 }
                 let (bytes, query) = &images[i % images.len()];
                 let t = Instant::now();
