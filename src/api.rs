@@ -445,6 +445,25 @@ fn authorize(
     Ok(())
 }
 
+/// Reads and drops a small body before a refusal (404, 405, 401, 403,
+/// 429): closing the connection with the upload unread would reset it,
+/// and the client would see a broken connection instead of the answer.
+/// Large bodies are not worth reading for a refusal; a client that sends
+/// `Expect: 100-continue` never sends them.
+async fn drain_small_body<B: RequestBody>(req: Request<B>) {
+    const MAX: u64 = 1 << 20;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX) {
+        return;
+    }
+    let body = Limited::new(req.into_body(), MAX as usize);
+    let _ = tokio::time::timeout(Duration::from_millis(250), body.collect()).await;
+}
+
 /// Takes a token from the caller's bucket: the uid on the socket, the
 /// address on TCP.
 fn rate_limit(state: &State, peer: &Peer) -> Result<(), ApiError> {
@@ -477,11 +496,20 @@ async fn dispatch(
     peer: Peer,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let route = route(req.method(), req.uri().path())?;
-    authorize(state, &peer, &req, route)?;
-    if !matches!(route, Route::Healthz | Route::Readyz | Route::Metrics) {
-        rate_limit(state, &peer)?;
-    }
+    let admitted = route(req.method(), req.uri().path()).and_then(|route| {
+        authorize(state, &peer, &req, route)?;
+        if !matches!(route, Route::Healthz | Route::Readyz | Route::Metrics) {
+            rate_limit(state, &peer)?;
+        }
+        Ok(route)
+    });
+    let route = match admitted {
+        Ok(route) => route,
+        Err(e) => {
+            drain_small_body(req).await;
+            return Err(e);
+        }
+    };
     match route {
         Route::Page => {
             let mut resp = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())));
