@@ -215,7 +215,7 @@ fn exif_orientation_is_applied_before_the_point_is_read() {
     assert_eq!(top_labels(&r.json(), "color")[0], "blue");
     // x=30 is inside the stored image but outside the displayed one.
     let r = d.predict("x=30&y=5", &bytes);
-    assert_eq!((r.status, r.code().as_str()), (422, "point_out_of_bounds"));
+    r.assert_error(422, "point_out_of_bounds", "x=30");
 }
 
 #[test]
@@ -318,12 +318,7 @@ fn every_error_code_comes_from_a_real_request_and_the_daemon_survives() {
     ];
     for (name, send, status, code) in cases {
         let r = send();
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (status, code),
-            "{name}: {}",
-            r.text()
-        );
+        r.assert_error(status, code, name);
         assert!(
             r.json()["error"]["message"]
                 .as_str()

@@ -132,12 +132,7 @@ fn hit_rates_follow_what_users_chose_and_survive_a_crash() {
     check(&stats, 0);
     // Predictions from before the restart are not remembered.
     let r = feedback(&d, &offered[0].0, "color", "red");
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (404, "not_found"),
-        "{}",
-        r.text()
-    );
+    r.assert_error(404, "not_found", "");
 }
 
 #[test]
@@ -206,24 +201,14 @@ fn feedback_errors_are_clear() {
         ("GET", d.get("/v1/feedback"), 405, "method_not_allowed"),
     ];
     for (name, r, status, code) in cases {
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (status, code),
-            "{name}: {}",
-            r.text()
-        );
+        r.assert_error(status, code, name);
     }
     assert_eq!(feedback(&d, &id, "color", "red").status, 204);
     // Only the last two predictions are remembered.
     d.predict("x=10&y=10&models=color", &coffee);
     d.predict("x=10&y=10&models=color", &coffee);
     let r = feedback(&d, &id, "color", "red");
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (404, "not_found"),
-        "{}",
-        r.text()
-    );
+    r.assert_error(404, "not_found", "");
 }
 
 #[test]

@@ -218,6 +218,16 @@ impl Response {
             .unwrap_or_default()
             .to_string()
     }
+    /// Asserts the status and error code; on failure names `what` and shows the body.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str, what: impl std::fmt::Display) {
+        assert_eq!(
+            (self.status, self.code().as_str()),
+            (status, code),
+            "{what}: {}",
+            self.text()
+        );
+    }
 }
 
 pub fn request(
