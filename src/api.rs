@@ -198,8 +198,9 @@ pub enum ApiError {
     InvalidImage(String),
     #[error("{0}")]
     PointOutOfBounds(String),
-    #[error("Too many requests; retry in {0} s")]
-    RateLimited(u64),
+    /// How long until the caller's next token.
+    #[error("Too many requests; retry in {} s", retry_after_secs(*.0))]
+    RateLimited(Duration),
     #[error("{0}")]
     Overloaded(String),
     #[error("Models are not loaded yet")]
@@ -239,9 +240,9 @@ impl ApiError {
         let body = serde_json::json!({"error": {"code": code, "message": self.to_string()}});
         let mut resp = json_response(status, &body);
         match self {
-            ApiError::RateLimited(secs) => {
+            ApiError::RateLimited(wait) => {
                 resp.headers_mut()
-                    .insert("retry-after", HeaderValue::from(secs.max(1)));
+                    .insert("retry-after", HeaderValue::from(retry_after_secs(wait)));
             }
             ApiError::MethodNotAllowed { allow, .. } => {
                 resp.headers_mut()
@@ -483,8 +484,16 @@ fn rate_limit(state: &State, peer: &Peer) -> Result<(), ApiError> {
                     listener: listener.into(),
                 })
                 .inc();
-            ApiError::RateLimited(wait.as_secs_f64().ceil() as u64)
+            ApiError::RateLimited(wait)
         })
+}
+
+/// The longest a 429 is held back (see `dispatch`).
+const MAX_RATE_LIMIT_PACE: Duration = Duration::from_secs(1);
+
+/// `Retry-After` in whole seconds, at least 1.
+fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs_f64().ceil() as u64).max(1)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -506,7 +515,22 @@ async fn dispatch(
     let route = match admitted {
         Ok(route) => route,
         Err(e) => {
+            let refused = tokio::time::Instant::now();
             drain_small_body(req).await;
+            // A caller over its rate hears so when its next token is due
+            // (at most MAX_RATE_LIMIT_PACE later, and well inside the
+            // request timeout), not at once: a client
+            // looping on 429s would otherwise spin through thousands a
+            // second, and the CPU that costs, in the daemon and in the
+            // client, is taken from every other caller. Each connection of
+            // a flooding caller gets at most about `rate-per-uid` answers
+            // a second this way; a waiting answer holds no worker and no
+            // queue slot.
+            if let ApiError::RateLimited(wait) = e {
+                let timeout = Duration::from_millis(state.config.load().server.request_timeout_ms);
+                let pace = wait.min(MAX_RATE_LIMIT_PACE).min(timeout / 2);
+                tokio::time::sleep_until(refused + pace).await;
+            }
             return Err(e);
         }
     };
@@ -936,7 +960,9 @@ mod tests {
         );
         let e: ApiError = PredictError::UnknownModel("x".into()).into();
         assert_eq!(e.status_and_code().0, StatusCode::NOT_FOUND);
-        let resp = ApiError::RateLimited(3).into_response();
+        let resp = ApiError::RateLimited(Duration::from_millis(2100)).into_response();
         assert_eq!(resp.headers()["retry-after"], "3");
+        let resp = ApiError::RateLimited(Duration::from_millis(40)).into_response();
+        assert_eq!(resp.headers()["retry-after"], "1");
     }
 }

@@ -99,12 +99,7 @@ fn multipart_form_gives_the_same_answer_as_the_raw_body() {
     ];
     for (name, ct, body) in bad {
         let r = d.post("/v1/predict", &ct, &body);
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (400, "bad_request"),
-            "{name}: {}",
-            r.text()
-        );
+        r.assert_error(400, "bad_request", name);
         d.assert_still_serves();
     }
 }
@@ -220,12 +215,7 @@ fn json_path_reads_only_regular_files_under_the_roots() {
     for (name, path, status, code) in cases {
         let started = Instant::now();
         let resp = ask(&path);
-        assert_eq!(
-            (resp.status, resp.code().as_str()),
-            (status, code),
-            "{name}: {}",
-            resp.text()
-        );
+        resp.assert_error(status, code, name);
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{name} took too long"
@@ -245,12 +235,7 @@ fn json_path_reads_only_regular_files_under_the_roots() {
     let plain = Daemon::start("");
     let body = serde_json::json!({"path": inside, "x": 1, "y": 1}).to_string();
     let resp = plain.post("/v1/predict", "application/json", body.as_bytes());
-    assert_eq!(
-        (resp.status, resp.code().as_str()),
-        (403, "forbidden"),
-        "{}",
-        resp.text()
-    );
+    resp.assert_error(403, "forbidden", "");
 }
 
 /// Sends only the head of a request (and `sent` body bytes) and returns
@@ -278,12 +263,7 @@ fn body_limits_are_enforced_before_the_body_is_read() {
             "POST /v1/predict?x=1&y=1 HTTP/1.1\r\nHost: l\r\nContent-Type: {ct}\r\nContent-Length: 50000000\r\n\r\n"
         );
         let (r, took) = send_head(&d.socket, &head, b"");
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (413, "payload_too_large"),
-            "{ct}: {}",
-            r.text()
-        );
+        r.assert_error(413, "payload_too_large", ct);
         assert!(
             took < Duration::from_secs(3),
             "{ct}: waited for a body it should refuse"
@@ -305,12 +285,7 @@ fn body_limits_are_enforced_before_the_body_is_read() {
         }
     }
     let r = read_response(&mut s).unwrap();
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (413, "payload_too_large"),
-        "{}",
-        r.text()
-    );
+    r.assert_error(413, "payload_too_large", "");
     // The limit also holds for files named by path... (tested in paths.rs);
     // a body just under it is served.
     let img = photo("skimage-coffee.jpg");
@@ -336,12 +311,7 @@ fn a_client_that_stops_mid_body_gets_504_and_others_are_served() {
     d.assert_still_serves();
     let started = Instant::now();
     let r = read_response(&mut stalled).unwrap();
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (504, "timeout"),
-        "{}",
-        r.text()
-    );
+    r.assert_error(504, "timeout", "");
     assert!(started.elapsed() < Duration::from_secs(10));
     d.assert_still_serves();
 
@@ -534,7 +504,7 @@ fn a_flood_from_one_uid_is_refused_without_touching_another() {
     }
     std::thread::scope(|scope| {
         let flood =
-            scope.spawn(|| client_as(&d, NOBODY, &["GET", "/v1/models", "--repeat", "400"]));
+            scope.spawn(|| client_as(&d, NOBODY, &["GET", "/v1/models", "--repeat", "200"]));
         // Meanwhile uid 0 predicts at 5 a second, well under its own limit.
         let mut mine = Vec::new();
         while !flood.is_finished() || mine.len() < 10 {
@@ -554,19 +524,30 @@ fn report_flood(
     mine: Vec<(u16, Duration)>,
     theirs: Vec<serde_json::Value>,
 ) {
-    assert_eq!(theirs.len(), 400);
+    // rate-per-uid 20, burst 20.
+    assert_eq!(theirs.len(), 200);
     let refused: Vec<_> = theirs.iter().filter(|a| a["status"] == 429).collect();
     let served = theirs.iter().filter(|a| a["status"] == 200).count();
+    assert_eq!(served + refused.len(), 200, "only 200 and 429 expected");
+    let flood_secs = theirs[199]["end_ms"].as_f64().unwrap() / 1e3;
     assert!(
-        refused.len() >= 200,
-        "the flood was not limited: {served} served"
+        served as f64 <= 20.0 + 20.0 * flood_secs + 2.0,
+        "the flood was not limited: {served} served in {flood_secs:.1} s"
     );
-    assert_eq!(served + refused.len(), 400, "only 200 and 429 expected");
+    assert!(refused.len() >= 50, "{} refused", refused.len());
     for a in &refused {
         assert_eq!(a["code"], "rate_limited");
         let secs: u64 = a["retry_after"].as_str().unwrap().parse().unwrap();
         assert!(secs >= 1);
     }
+    // Each 429 is held until the caller's next token is due (1/20 s), so
+    // a client looping on refusals cannot spin: without that it got
+    // thousands a second.
+    let refusals_per_sec = refused.len() as f64 / flood_secs;
+    assert!(
+        refusals_per_sec <= 60.0,
+        "{refusals_per_sec:.0} refusals a second: 429s are not paced"
+    );
     assert!(
         mine.iter().all(|(s, _)| *s == 200),
         "uid 0 was refused: {mine:?}"
@@ -620,22 +601,13 @@ fn tcp_needs_the_token_is_limited_per_address_and_cannot_reload() {
         vec![("Authorization", "s3cret"), ("Content-Type", "image/jpeg")],
     ] {
         let r = tcp_request(&addr, "POST", "/v1/predict?x=1&y=1", &headers, &img);
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (401, "unauthorized"),
-            "{headers:?}"
-        );
+        r.assert_error(401, "unauthorized", format!("{headers:?}"));
     }
     let r = tcp_request(&addr, "POST", "/v1/reload", &ok, b"");
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (403, "forbidden"),
-        "{}",
-        r.text()
-    );
+    r.assert_error(403, "forbidden", "");
     // Burst of 3 (the reload above took one), then 429 with Retry-After.
     let mut statuses = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..6 {
         let r = tcp_request(&addr, "POST", "/v1/predict?x=1&y=1", &ok, &img);
         statuses.push(r.status);
         if r.status == 429 {
@@ -644,7 +616,7 @@ fn tcp_needs_the_token_is_limited_per_address_and_cannot_reload() {
         }
     }
     assert!(statuses.starts_with(&[200, 200]), "{statuses:?}");
-    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
     // The socket's callers have their own buckets.
     d.assert_still_serves();
 }
@@ -677,12 +649,7 @@ fn predict_before_the_models_are_loaded_is_503_not_ready() {
         &[("Content-Type", "image/jpeg")],
         &photo("skimage-coffee.jpg"),
     );
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (503, "not_ready"),
-        "{}",
-        r.text()
-    );
+    r.assert_error(503, "not_ready", "");
     assert_eq!(request(&socket, "GET", "/readyz", &[], b"").status, 503);
     std::fs::write(
         &fifo,

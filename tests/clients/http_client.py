@@ -3,7 +3,8 @@
 the client as another user (`setpriv --reuid ...`, or a uid set by the test).
 
 Sends the same request REPEAT times, one connection each, and prints one
-JSON line per answer: {"status", "code", "retry_after", "ms"}.
+JSON line per answer: {"status", "code", "retry_after", "ms", "end_ms"}
+(end_ms: when the answer was complete, since the first request started).
 
     http_client.py SOCKET METHOD PATH [--body FILE] [--header 'K: V'] [--repeat N]
 """
@@ -58,11 +59,15 @@ def main():
     p.add_argument("--repeat", type=int, default=1)
     a = p.parse_args()
     body = open(a.body, "rb").read() if a.body else b""
+    start = time.monotonic()
     for _ in range(a.repeat):
         t0 = time.monotonic()
         status, code, retry_after = request(a.socket, a.method, a.path, a.header, body)
-        ms = (time.monotonic() - t0) * 1000
-        print(json.dumps({"status": status, "code": code, "retry_after": retry_after, "ms": round(ms, 2)}))
+        t1 = time.monotonic()
+        print(json.dumps({
+            "status": status, "code": code, "retry_after": retry_after,
+            "ms": round((t1 - t0) * 1000, 2), "end_ms": round((t1 - start) * 1000, 2),
+        }))
         sys.stdout.flush()
 
 
