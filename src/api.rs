@@ -9,7 +9,7 @@ use crate::metrics::{
 };
 use crate::models::{ModelError, Registry};
 use crate::predict::{self, Params, PredictError};
-use crate::ratelimit::{Caller, RateLimiter};
+use crate::ratelimit::{Caller, ConnectionCounts, RateLimiter};
 use crate::server::Options;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
@@ -69,6 +69,8 @@ pub struct State {
     reload_lock: Mutex<()>,
     /// Per-caller token buckets (`rate-per-uid`, `rate-burst`).
     pub limiter: RateLimiter,
+    /// Open connections per caller (`max-connections-per-uid`).
+    pub connections: Arc<ConnectionCounts>,
     pub metrics: Metrics,
     /// Recent predictions, feedback and hit rates.
     pub feedback: FeedbackStore,
@@ -92,6 +94,7 @@ impl State {
             options,
             reload_lock: Mutex::new(()),
             limiter: RateLimiter::new(),
+            connections: Arc::default(),
             metrics: Metrics::new(),
             feedback,
         }

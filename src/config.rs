@@ -58,8 +58,11 @@ pub struct ServerConfig {
     pub max_pixels: u64,
     /// A request not answered in this time gets 504.
     pub request_timeout_ms: u64,
-    /// Connections served at once; more wait in the kernel's backlog.
+    /// Connections served at once; more are answered 503 at once.
     pub max_connections: usize,
+    /// Connections one caller (uid, or address on `--http`) may hold at
+    /// once, so one caller cannot take every slot of `max_connections`.
+    pub max_connections_per_uid: usize,
     /// On SIGTERM, how long requests in flight may take to finish.
     pub shutdown_timeout_ms: u64,
     /// Folders that JSON `path` requests may read; empty turns them off.
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
             max_pixels: 40_000_000,
             request_timeout_ms: 5000,
             max_connections: 256,
+            max_connections_per_uid: 64,
             shutdown_timeout_ms: 10_000,
             image_roots: Vec::new(),
             allowed_uids: Vec::new(),
@@ -332,6 +336,9 @@ impl Config {
         }
         if s.max_connections == 0 {
             return bad("server.max-connections must be at least 1".into());
+        }
+        if s.max_connections_per_uid == 0 {
+            return bad("server.max-connections-per-uid must be at least 1".into());
         }
         if s.rate_per_uid > 0 && s.rate_burst == 0 {
             return bad("server.rate-burst must be at least 1 when rate-per-uid is set".into());

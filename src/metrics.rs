@@ -72,9 +72,15 @@ pub struct Metrics {
     pub feedback: Family<ModelLabels, Counter>,
     pub feedback_hit_ratio: Family<HitLabels, FloatGauge>,
     pub in_flight: Gauge,
-    pub connections_refused: Counter,
+    pub connections_refused: Family<LimitLabels, Counter>,
     pub resident_memory: Gauge,
     pub virtual_memory: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The config key of the limit.
+    pub limit: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -185,10 +191,11 @@ impl Metrics {
             "Requests being handled now",
             in_flight.clone(),
         );
-        let connections_refused = Counter::default();
+        let connections_refused = Family::<LimitLabels, Counter>::default();
         registry.register(
             "predictd_connections_refused",
-            "Connections answered 503 at once because server.max-connections were open",
+            "Connections answered 503 at once, by the limit that was full \
+             (max-connections, max-connections-per-uid)",
             connections_refused.clone(),
         );
         let resident_memory = Gauge::default();

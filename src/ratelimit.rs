@@ -1,6 +1,7 @@
-//! Per-caller token buckets: `rate-per-uid` requests per second with bursts
-//! of `rate-burst`, keyed by the peer's uid on the socket and by the client
-//! address on `--http`.
+//! Per-caller limits, keyed by the peer's uid on the socket and by the
+//! client address on `--http`: token buckets (`rate-per-uid` requests per
+//! second with bursts of `rate-burst`) and open connections
+//! (`max-connections-per-uid`).
 //!
 //! Each caller has its own bucket, so one flooding caller is refused (429
 //! with `Retry-After`) while everyone else keeps their full rate. Rate and
@@ -30,6 +31,59 @@ struct Bucket {
 pub struct RateLimiter {
     buckets: Mutex<HashMap<Caller, Bucket>>,
     checks: std::sync::atomic::AtomicU64,
+}
+
+/// Open connections per caller.
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    open: Mutex<HashMap<Caller, usize>>,
+}
+
+/// One open connection of a caller; dropping it (when the connection ends)
+/// gives the place back.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    counts: std::sync::Arc<ConnectionCounts>,
+    caller: Caller,
+}
+
+impl ConnectionCounts {
+    /// A place for one more connection of `caller`, or `None` when it
+    /// already holds `limit`.
+    pub fn open(
+        self: &std::sync::Arc<Self>,
+        caller: Caller,
+        limit: usize,
+    ) -> Option<ConnectionSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(caller).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            counts: self.clone(),
+            caller,
+        })
+    }
+
+    /// Connections `caller` holds now.
+    pub fn held(&self, caller: Caller) -> usize {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.get(&caller).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.caller);
+            }
+        }
+    }
 }
 
 /// Sweep full buckets once per this many checks.
@@ -90,6 +144,27 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_are_counted_per_caller_and_given_back() {
+        let c = std::sync::Arc::new(ConnectionCounts::default());
+        let (a, b) = (Caller::Uid(1000), Caller::Uid(1001));
+        let held: Vec<_> = (0..2).map(|_| c.open(a, 2).unwrap()).collect();
+        assert!(
+            c.open(a, 2).is_none(),
+            "a third connection of the same caller"
+        );
+        let other = c.open(b, 2).expect("another caller is not affected");
+        assert_eq!((c.held(a), c.held(b)), (2, 1));
+        drop(held);
+        assert_eq!(c.held(a), 0);
+        assert!(c.open(a, 2).is_some());
+        drop(other);
+        assert!(
+            c.open.lock().unwrap().is_empty(),
+            "closed callers are forgotten"
+        );
+    }
 
     #[test]
     fn burst_then_refusal_then_refill() {

@@ -4,7 +4,9 @@
 
 use crate::api::{self, Peer, State};
 use crate::config::Config;
+use crate::metrics::LimitLabels;
 use crate::models::{ModelError, Registry};
+use crate::ratelimit::{Caller, ConnectionSlot};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
@@ -200,17 +202,17 @@ pub async fn run(
                         Ok(c) => Peer::Unix { uid: c.uid(), gid: c.gid(), pid: c.pid() },
                         Err(e) => { log::warn!("cannot read peer credentials: {e}"); continue; }
                     };
-                    match slots.clone().try_acquire_owned() {
-                        Ok(permit) => serve_connection(&state, &graceful, TokioIo::new(stream), peer, permit),
-                        Err(_) => refuse_connection(&state, stream, peer),
+                    match admit(&state, &slots, peer) {
+                        Ok(held) => serve_connection(&state, &graceful, TokioIo::new(stream), peer, held),
+                        Err(limit) => refuse_connection(&state, stream, peer, limit),
                     }
                 }
                 Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
             },
             accepted = async { tcp.as_ref().unwrap().accept().await }, if tcp.is_some() => match accepted {
-                Ok((stream, addr)) => match slots.clone().try_acquire_owned() {
-                    Ok(permit) => serve_connection(&state, &graceful, TokioIo::new(stream), Peer::Tcp(addr), permit),
-                    Err(_) => refuse_connection(&state, stream, Peer::Tcp(addr)),
+                Ok((stream, addr)) => match admit(&state, &slots, Peer::Tcp(addr)) {
+                    Ok(held) => serve_connection(&state, &graceful, TokioIo::new(stream), Peer::Tcp(addr), held),
+                    Err(limit) => refuse_connection(&state, stream, Peer::Tcp(addr), limit),
                 },
                 Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
             },
@@ -260,12 +262,36 @@ async fn load_failure(rx: &mut Option<tokio::sync::oneshot::Receiver<ModelError>
     std::future::pending().await
 }
 
+/// What a served connection holds until it ends: its place among
+/// `max-connections` and among its caller's `max-connections-per-uid`.
+type Held = (tokio::sync::OwnedSemaphorePermit, ConnectionSlot);
+
+/// Takes a place for a new connection, or names the limit that is full.
+fn admit(state: &Arc<State>, slots: &Arc<Semaphore>, peer: Peer) -> Result<Held, &'static str> {
+    let caller = match peer {
+        Peer::Unix { uid, .. } => Caller::Uid(uid),
+        Peer::Tcp(addr) => Caller::Addr(addr.ip()),
+    };
+    let per_caller = state.config.load().server.max_connections_per_uid;
+    // The caller's own limit first: a caller at its limit must not take a
+    // place of the shared pool, even for a moment.
+    let slot = state
+        .connections
+        .open(caller, per_caller)
+        .ok_or("max-connections-per-uid")?;
+    let permit = slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| "max-connections")?;
+    Ok((permit, slot))
+}
+
 fn serve_connection<I>(
     state: &Arc<State>,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
     io: I,
     peer: Peer,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    held: Held,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -281,22 +307,33 @@ fn serve_connection<I>(
         if let Err(e) = conn.await {
             log::debug!("connection from {peer} ended: {e}");
         }
-        drop(permit);
+        drop(held);
     });
 }
 
-/// Past `max-connections`, a new connection gets a 503 at once and is
-/// closed, instead of waiting unseen in the kernel's backlog.
-fn refuse_connection<S>(state: &Arc<State>, mut stream: S, peer: Peer)
+/// Past `max-connections`, or past the caller's `max-connections-per-uid`,
+/// a new connection gets a 503 at once and is closed, instead of waiting
+/// unseen in the kernel's backlog.
+fn refuse_connection<S>(state: &Arc<State>, mut stream: S, peer: Peer, limit: &'static str)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    state.metrics.connections_refused.inc();
-    log::warn!("connection from {peer} refused: server.max-connections reached");
-    let body = serde_json::json!({"error": {"code": "overloaded",
-        "message": "Too many open connections (server.max-connections); retry shortly"}})
-    .to_string();
+    state
+        .metrics
+        .connections_refused
+        .get_or_create(&LimitLabels {
+            limit: limit.into(),
+        })
+        .inc();
+    log::warn!("connection from {peer} refused: server.{limit} reached");
+    let message = match limit {
+        "max-connections-per-uid" => {
+            "Too many open connections from your uid (server.max-connections-per-uid); retry shortly"
+        }
+        _ => "Too many open connections (server.max-connections); retry shortly",
+    };
+    let body = serde_json::json!({"error": {"code": "overloaded", "message": message}}).to_string();
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",

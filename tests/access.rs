@@ -364,7 +364,52 @@ fn connections_past_the_maximum_are_answered_503_at_once() {
     d.assert_still_serves();
     let metrics = d.get("/metrics").text();
     assert!(
-        metrics.contains("predictd_connections_refused_total "),
+        metrics.contains("predictd_connections_refused_total{limit=\"max-connections\"} "),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn one_uid_cannot_take_every_connection() {
+    if !is_root() {
+        eprintln!("skipped: switching the client's uid needs root (CI runs as root)");
+        return;
+    }
+    let d = shared_daemon(
+        "max-connections = 8\nmax-connections-per-uid = 3\nrequest-timeout-ms = 20000",
+    );
+    // uid 0 holds its 3 connections open and idle; a 4th is refused at
+    // once. (The harness's own connections may still be closing on a busy
+    // machine: try a few times.)
+    let mut attempts = Vec::new();
+    let idle = loop {
+        let idle: Vec<UnixStream> = (0..3)
+            .map(|_| UnixStream::connect(&d.socket).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let r = try_request(&d.socket, "GET", "/v1/models", &[], b"").unwrap();
+        if r.status == 503 {
+            r.assert_error(503, "overloaded", "uid 0's 4th connection");
+            assert!(r.text().contains("max-connections-per-uid"), "{}", r.text());
+            break idle;
+        }
+        attempts.push(r.status);
+        assert!(attempts.len() < 5, "never refused: {attempts:?}");
+        drop(idle);
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    // Another uid still gets in: 5 places of 8 are free.
+    let answers = client_as(&d, NOBODY, &["GET", "/v1/models", "--repeat", "3"]);
+    for a in &answers {
+        assert_eq!(a["status"], 200, "{answers:?}");
+    }
+    // Closing one gives uid 0 its place back.
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(200));
+    d.assert_still_serves();
+    let metrics = d.get("/metrics").text();
+    assert!(
+        metrics.contains("predictd_connections_refused_total{limit=\"max-connections-per-uid\"} "),
         "{metrics}"
     );
 }

@@ -72,6 +72,8 @@ fn printed_config_is_complete_and_accepted() {
         "max-body-bytes",
         "max-pixels",
         "request-timeout-ms",
+        "max-connections",
+        "max-connections-per-uid",
         "image-roots",
         "allowed-uids",
         "admin-uids",
