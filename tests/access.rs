@@ -331,24 +331,24 @@ fn a_client_that_stops_mid_body_gets_504_and_others_are_served() {
     d.assert_still_serves();
 }
 
-#[test]
-fn connections_past_the_maximum_are_answered_503_at_once() {
-    let d = Daemon::start("max-connections = 2\nrequest-timeout-ms = 20000");
-    // Connections the harness made while waiting for readiness may not be
-    // closed on the server's side yet on a busy machine; try a few times.
+/// Opens `n` idle connections and keeps them while one more request is
+/// refused 503 `overloaded` at once; returns them and that answer.
+/// Connections the harness made while waiting for readiness may not be
+/// closed on the server's side yet on a busy machine: tries a few times.
+fn hold_connections_until_refused(d: &Daemon, n: usize) -> (Vec<UnixStream>, Response) {
     let mut attempts = Vec::new();
-    let idle = loop {
-        let idle: Vec<UnixStream> = (0..2)
+    loop {
+        let idle: Vec<UnixStream> = (0..n)
             .map(|_| UnixStream::connect(&d.socket).unwrap())
             .collect();
         std::thread::sleep(Duration::from_millis(300));
         let started = Instant::now();
         let r = try_request(&d.socket, "GET", "/v1/models", &[], b"").unwrap();
         if r.status == 503 {
-            assert_eq!(r.code(), "overloaded", "{}", r.text());
+            r.assert_error(503, "overloaded", format!("past {n} connections"));
             assert_eq!(r.header("retry-after"), Some("1"));
             assert!(started.elapsed() < Duration::from_secs(3));
-            break idle;
+            return (idle, r);
         }
         attempts.push(r.status);
         assert!(
@@ -358,7 +358,13 @@ fn connections_past_the_maximum_are_answered_503_at_once() {
         );
         drop(idle);
         std::thread::sleep(Duration::from_secs(1));
-    };
+    }
+}
+
+#[test]
+fn connections_past_the_maximum_are_answered_503_at_once() {
+    let d = Daemon::start("max-connections = 2\nrequest-timeout-ms = 20000");
+    let (idle, _) = hold_connections_until_refused(&d, 2);
     drop(idle);
     std::thread::sleep(Duration::from_millis(200));
     d.assert_still_serves();
@@ -378,26 +384,9 @@ fn one_uid_cannot_take_every_connection() {
     let d = shared_daemon(
         "max-connections = 8\nmax-connections-per-uid = 3\nrequest-timeout-ms = 20000",
     );
-    // uid 0 holds its 3 connections open and idle; a 4th is refused at
-    // once. (The harness's own connections may still be closing on a busy
-    // machine: try a few times.)
-    let mut attempts = Vec::new();
-    let idle = loop {
-        let idle: Vec<UnixStream> = (0..3)
-            .map(|_| UnixStream::connect(&d.socket).unwrap())
-            .collect();
-        std::thread::sleep(Duration::from_millis(300));
-        let r = try_request(&d.socket, "GET", "/v1/models", &[], b"").unwrap();
-        if r.status == 503 {
-            r.assert_error(503, "overloaded", "uid 0's 4th connection");
-            assert!(r.text().contains("max-connections-per-uid"), "{}", r.text());
-            break idle;
-        }
-        attempts.push(r.status);
-        assert!(attempts.len() < 5, "never refused: {attempts:?}");
-        drop(idle);
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    // uid 0 holds its 3 connections open and idle; a 4th is refused.
+    let (idle, r) = hold_connections_until_refused(&d, 3);
+    assert!(r.text().contains("max-connections-per-uid"), "{}", r.text());
     // Another uid still gets in: 5 places of 8 are free.
     let answers = client_as(&d, NOBODY, &["GET", "/v1/models", "--repeat", "3"]);
     for a in &answers {
@@ -687,13 +676,16 @@ fn predict_before_the_models_are_loaded_is_503_not_ready() {
         assert!(Instant::now() < deadline, "socket never answered");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let r = request(
-        &socket,
-        "POST",
-        "/v1/predict?x=1&y=1",
-        &[("Content-Type", "image/jpeg")],
-        &photo("skimage-coffee.jpg"),
-    );
+    let predict = || {
+        request(
+            &socket,
+            "POST",
+            "/v1/predict?x=1&y=1",
+            &[("Content-Type", "image/jpeg")],
+            &photo("skimage-coffee.jpg"),
+        )
+    };
+    let r = predict();
     r.assert_error(503, "not_ready", "");
     assert_eq!(request(&socket, "GET", "/readyz", &[], b"").status, 503);
     std::fs::write(
@@ -706,13 +698,7 @@ fn predict_before_the_models_are_loaded_is_503_not_ready() {
         assert!(Instant::now() < deadline, "never became ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let r = request(
-        &socket,
-        "POST",
-        "/v1/predict?x=1&y=1",
-        &[("Content-Type", "image/jpeg")],
-        &photo("skimage-coffee.jpg"),
-    );
+    let r = predict();
     assert_eq!(r.status, 200, "{}", r.text());
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
