@@ -17,8 +17,14 @@ use std::time::{Duration, Instant};
 /// An unprivileged uid to run clients as.
 const NOBODY: u32 = 65534;
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
+/// Tests that run the client as another uid need root (CI runs as root);
+/// without it they say they were skipped.
+fn can_switch_uid() -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    if !root {
+        eprintln!("skipped: switching the client's uid needs root (CI runs as root)");
+    }
+    root
 }
 
 fn multipart(boundary: &str, fields: &[(&str, &str)], image: Option<&[u8]>) -> Vec<u8> {
@@ -377,8 +383,7 @@ fn connections_past_the_maximum_are_answered_503_at_once() {
 
 #[test]
 fn one_uid_cannot_take_every_connection() {
-    if !is_root() {
-        eprintln!("skipped: switching the client's uid needs root (CI runs as root)");
+    if !can_switch_uid() {
         return;
     }
     let d = shared_daemon(
@@ -441,8 +446,7 @@ fn try_client_as(
 
 #[test]
 fn socket_mode_and_group_decide_who_can_connect() {
-    if !is_root() {
-        eprintln!("skipped: switching the client's uid needs root (CI runs as root)");
+    if !can_switch_uid() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -479,8 +483,7 @@ fn shared_daemon(extra: &str) -> Daemon {
 
 #[test]
 fn only_allowed_uids_are_served_and_only_admins_reload() {
-    if !is_root() {
-        eprintln!("skipped: switching the client's uid needs root (CI runs as root)");
+    if !can_switch_uid() {
         return;
     }
     let d = shared_daemon("allowed-uids = [0]\nadmin-uids = [0]");
@@ -523,8 +526,7 @@ fn only_allowed_uids_are_served_and_only_admins_reload() {
 
 #[test]
 fn a_flood_from_one_uid_is_refused_without_touching_another() {
-    if !is_root() {
-        eprintln!("skipped: switching the client's uid needs root (CI runs as root)");
+    if !can_switch_uid() {
         return;
     }
     let d = shared_daemon("rate-per-uid = 20\nrate-burst = 20");
