@@ -44,6 +44,23 @@ impl Peer {
             Peer::Tcp(_) => None,
         }
     }
+
+    /// Whom per-caller limits count: the uid on the socket, the address
+    /// on TCP.
+    pub fn caller(&self) -> Caller {
+        match self {
+            Peer::Unix { uid, .. } => Caller::Uid(*uid),
+            Peer::Tcp(addr) => Caller::Addr(addr.ip()),
+        }
+    }
+
+    /// The listener's name in metrics.
+    fn listener(&self) -> &'static str {
+        match self {
+            Peer::Unix { .. } => "unix",
+            Peer::Tcp(_) => "tcp",
+        }
+    }
 }
 
 impl std::fmt::Display for Peer {
@@ -472,19 +489,15 @@ async fn drain_small_body<B: RequestBody>(req: Request<B>) {
 /// address on TCP.
 fn rate_limit(state: &State, peer: &Peer) -> Result<(), ApiError> {
     let server = &state.config.load().server;
-    let (caller, listener) = match peer {
-        Peer::Unix { uid, .. } => (Caller::Uid(*uid), "unix"),
-        Peer::Tcp(addr) => (Caller::Addr(addr.ip()), "tcp"),
-    };
     state
         .limiter
-        .check(caller, server.rate_per_uid, server.rate_burst)
+        .check(peer.caller(), server.rate_per_uid, server.rate_burst)
         .map_err(|wait| {
             state
                 .metrics
                 .rate_limited
                 .get_or_create(&ListenerLabels {
-                    listener: listener.into(),
+                    listener: peer.listener().into(),
                 })
                 .inc();
             ApiError::RateLimited(wait)
@@ -522,13 +535,12 @@ async fn dispatch(
             drain_small_body(req).await;
             // A caller over its rate hears so when its next token is due
             // (at most MAX_RATE_LIMIT_PACE later, and well inside the
-            // request timeout), not at once: a client
-            // looping on 429s would otherwise spin through thousands a
-            // second, and the CPU that costs, in the daemon and in the
-            // client, is taken from every other caller. Each connection of
-            // a flooding caller gets at most about `rate-per-uid` answers
-            // a second this way; a waiting answer holds no worker and no
-            // queue slot.
+            // request timeout), not at once: a client looping on 429s
+            // would otherwise spin through thousands a second, and the CPU
+            // that costs, in the daemon and in the client, is taken from
+            // every other caller. Each connection of a flooding caller
+            // gets about `rate-per-uid` answers a second this way; a
+            // waiting answer holds no worker and no queue slot.
             if let ApiError::RateLimited(wait) = e {
                 let timeout = Duration::from_millis(state.config.load().server.request_timeout_ms);
                 let pace = wait.min(MAX_RATE_LIMIT_PACE).min(timeout / 2);

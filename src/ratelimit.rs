@@ -68,7 +68,8 @@ impl ConnectionCounts {
     }
 
     /// Connections `caller` holds now.
-    pub fn held(&self, caller: Caller) -> usize {
+    #[cfg(test)]
+    fn held(&self, caller: Caller) -> usize {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.get(&caller).copied().unwrap_or(0)
     }

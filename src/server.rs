@@ -6,7 +6,7 @@ use crate::api::{self, Peer, State};
 use crate::config::Config;
 use crate::metrics::LimitLabels;
 use crate::models::{ModelError, Registry};
-use crate::ratelimit::{Caller, ConnectionSlot};
+use crate::ratelimit::ConnectionSlot;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
@@ -268,16 +268,12 @@ type Held = (tokio::sync::OwnedSemaphorePermit, ConnectionSlot);
 
 /// Takes a place for a new connection, or names the limit that is full.
 fn admit(state: &Arc<State>, slots: &Arc<Semaphore>, peer: Peer) -> Result<Held, &'static str> {
-    let caller = match peer {
-        Peer::Unix { uid, .. } => Caller::Uid(uid),
-        Peer::Tcp(addr) => Caller::Addr(addr.ip()),
-    };
     let per_caller = state.config.load().server.max_connections_per_uid;
     // The caller's own limit first: a caller at its limit must not take a
     // place of the shared pool, even for a moment.
     let slot = state
         .connections
-        .open(caller, per_caller)
+        .open(peer.caller(), per_caller)
         .ok_or("max-connections-per-uid")?;
     let permit = slots
         .clone()
@@ -329,7 +325,7 @@ where
     log::warn!("connection from {peer} refused: server.{limit} reached");
     let message = match limit {
         "max-connections-per-uid" => {
-            "Too many open connections from your uid (server.max-connections-per-uid); retry shortly"
+            "Too many open connections from this caller (server.max-connections-per-uid); retry shortly"
         }
         _ => "Too many open connections (server.max-connections); retry shortly",
     };
