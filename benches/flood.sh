@@ -5,8 +5,8 @@
 # predictions a second (`predictd bench --rate 5`) three times: alone;
 # beside uid 65534 sending exactly the 10 requests a second the limit
 # admits ("polite"); beside uid 65534 flooding the socket from CONNECTIONS
-# (default 4) connections as fast as answers come back ("flood": the limit admits 10
-# a second and answers the rest 429 at once). Prints each run, the CPU the
+# (default 4) connections as fast as answers come back ("flood": the limit
+# admits 10 a second and answers the rest 429). Prints each run, the CPU the
 # daemon and the other client used meanwhile, and the ratios of uid 0's
 # p50 and p95. Same binary, same machine, same run: compare ratios, not
 # milliseconds. What the flood is admitted costs like any traffic
