@@ -371,12 +371,20 @@ fn hold_connections_until_refused(d: &Daemon, n: usize) -> (Vec<UnixStream>, Res
 fn connections_past_the_maximum_are_answered_503_at_once() {
     let d = Daemon::start("max-connections = 2\nrequest-timeout-ms = 20000");
     let (idle, _) = hold_connections_until_refused(&d, 2);
+    release_connections(&d, idle, "max-connections");
+}
+
+/// Closes held connections, checks the daemon serves again, and that the
+/// refusal was counted under the limit that was full.
+fn release_connections(d: &Daemon, idle: Vec<UnixStream>, limit: &str) {
     drop(idle);
     std::thread::sleep(Duration::from_millis(200));
     d.assert_still_serves();
     let metrics = d.get("/metrics").text();
     assert!(
-        metrics.contains("predictd_connections_refused_total{limit=\"max-connections\"} "),
+        metrics.contains(&format!(
+            "predictd_connections_refused_total{{limit=\"{limit}\"}} "
+        )),
         "{metrics}"
     );
 }
@@ -397,15 +405,8 @@ fn one_uid_cannot_take_every_connection() {
     for a in &answers {
         assert_eq!(a["status"], 200, "{answers:?}");
     }
-    // Closing one gives uid 0 its place back.
-    drop(idle);
-    std::thread::sleep(Duration::from_millis(200));
-    d.assert_still_serves();
-    let metrics = d.get("/metrics").text();
-    assert!(
-        metrics.contains("predictd_connections_refused_total{limit=\"max-connections-per-uid\"} "),
-        "{metrics}"
-    );
+    // Closing them gives uid 0 its places back.
+    release_connections(&d, idle, "max-connections-per-uid");
 }
 
 /// Runs the test client (a Python script) as `uid`, from a copy every user
