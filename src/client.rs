@@ -129,6 +129,11 @@ impl BenchReport {
             "throughput: {:.1} requests/s",
             (self.requests - self.errors) as f64 / secs
         );
+        if !self.latencies.is_empty() {
+            let mean = self.latencies.iter().map(Duration::as_secs_f64).sum::<f64>()
+                / self.latencies.len() as f64;
+            println!("mean:       {:.1} ms", mean * 1000.0);
+        }
         for (name, p) in [("p50", 0.50), ("p95", 0.95), ("p99", 0.99)] {
             println!(
                 "{name}:        {:.1} ms",

@@ -148,6 +148,16 @@ pub struct ModelConfig {
     /// Requests that may wait for a worker; past that, 503 `overloaded`.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Threads one inference of this model may use (its matrix products and
+    /// depthwise convolutions are split across them). One pool of this size
+    /// is shared by the model's workers, so the model never runs on more
+    /// threads than this, however many requests are in flight.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+}
+
+fn default_threads() -> usize {
+    1
 }
 
 fn default_workers() -> usize {
@@ -235,6 +245,7 @@ fn default_models() -> Vec<ModelConfig> {
             softmax: false,
             workers: 1,
             queue: 64,
+            threads: 1,
         },
         ModelConfig {
             name: "theme".into(),
@@ -251,6 +262,7 @@ fn default_models() -> Vec<ModelConfig> {
             softmax: false,
             workers: 2,
             queue: 16,
+            threads: 2,
         },
     ]
 }
@@ -376,9 +388,12 @@ impl Config {
                     m.name
                 ));
             }
-            if m.workers == 0 || m.queue == 0 {
+            if m.threads > 256 {
+                return bad(format!("model {:?}: threads above 256", m.name));
+            }
+            if m.workers == 0 || m.queue == 0 || m.threads == 0 {
                 return bad(format!(
-                    "model {:?}: workers and queue must be at least 1",
+                    "model {:?}: workers, queue and threads must be at least 1",
                     m.name
                 ));
             }

@@ -21,6 +21,7 @@
 //! - [`predict`]: one prediction, shared by the API and `predictd predict`.
 //! - [`imaging`]: sniff, size-check, decode, orient, crop, resize.
 //! - [`models`]: the registry of tract plans and their worker threads.
+//! - [`fold`]: the graph rewrites applied to every loaded graph.
 //! - [`client`]: talking to a running daemon (`predict --socket`, `bench`).
 //!
 //! # The path of one request
@@ -47,6 +48,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod feedback;
+pub mod fold;
 pub mod imaging;
 pub mod logging;
 pub mod metrics;

@@ -60,6 +60,18 @@ pub enum ModelError {
 
 type Plan = Arc<TypedRunnableModel>;
 
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+/// The executor a model's inferences run on: its own pool of `threads`
+/// threads, shared by all its workers, or the worker thread alone.
+fn executor_for(spec: &ModelConfig) -> Executor {
+    if spec.threads > 1 {
+        Executor::multithread_with_name(spec.threads, &format!("predictd-{}-mt", spec.name))
+    } else {
+        Executor::SingleThread
+    }
+}
+
 /// What a worker is asked to do.
 struct Job {
     image: Arc<RgbImage>,
@@ -261,12 +273,14 @@ fn start_model(spec: ModelConfig) -> std::sync::mpsc::Receiver<Result<Model, Mod
                 return;
             }
         };
+        let executor = executor_for(&spec);
         for i in 1..spec.workers {
             let (plan, sibling_spec, rx) = (plan.clone(), spec.clone(), jobs_rx.clone());
             let labels_len = labels.len();
+            let executor = executor.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("predictd-{}-{i}", spec.name))
-                .spawn(move || work(plan, sibling_spec, labels_len, rx));
+                .spawn(move || work(plan, sibling_spec, labels_len, rx, executor));
             if let Err(e) = spawned {
                 let _ = ready_tx.send(Err(ModelError::Load {
                     model: spec.name.clone(),
@@ -284,7 +298,7 @@ fn start_model(spec: ModelConfig) -> std::sync::mpsc::Receiver<Result<Model, Mod
             jobs: jobs_tx,
         };
         if ready_tx.send(Ok(model)).is_ok() {
-            work(plan, spec, labels_len, jobs_rx);
+            work(plan, spec, labels_len, jobs_rx, executor);
         }
     });
     if let Err(e) = spawned {
@@ -300,7 +314,13 @@ fn start_model(spec: ModelConfig) -> std::sync::mpsc::Receiver<Result<Model, Mod
 }
 
 /// A worker's loop: one job at a time until the registry is dropped.
-fn work(plan: Plan, spec: ModelConfig, labels: usize, jobs: crossbeam_channel::Receiver<Job>) {
+fn work(
+    plan: Plan,
+    spec: ModelConfig,
+    labels: usize,
+    jobs: crossbeam_channel::Receiver<Job>,
+    executor: Executor,
+) {
     let mut state = match plan.spawn() {
         Ok(s) => s,
         Err(e) => {
@@ -316,7 +336,10 @@ fn work(plan: Plan, spec: ModelConfig, labels: usize, jobs: crossbeam_channel::R
         let started = Instant::now();
         let (window, data) = imaging::model_input(&job.image, &spec, job.x, job.y);
         let preprocess = started.elapsed();
-        let outcome = run_plan(&mut state, &spec, labels, data).map(|probabilities| Inference {
+        let outcome = multithread_tract_scope(executor.clone(), || {
+            run_plan(&mut state, &spec, labels, data)
+        })
+        .map(|probabilities| Inference {
             probabilities,
             window,
             queued,
@@ -444,6 +467,7 @@ fn framework() -> tract_tensorflow::Tensorflow {
 }
 
 fn build_plan(bytes: &[u8], spec: &ModelConfig) -> TractResult<Plan> {
+    depthwise_kernel();
     let tf = framework();
     let mut graph = tf.read_frozen_model(&mut &bytes[..])?;
     fill_empty_constants(&mut graph);
@@ -459,8 +483,32 @@ fn build_plan(bytes: &[u8], spec: &ModelConfig) -> TractResult<Plan> {
     let shape = [1, spec.input_height as usize, spec.input_width as usize, 3];
     model.set_input_fact(0, f32::fact(shape).into())?;
     model.select_outputs_by_name([spec.output.as_str()])?;
+    let mut model = model.into_typed()?.into_decluttered()?;
+    let folded = crate::fold::fold_depthwise_channel_ops(&mut model)?;
+    log::debug!(
+        "model {}: {folded} per-channel operations folded into depthwise convolutions",
+        spec.name
+    );
     let plan = model.into_optimized()?.into_runnable()?;
     Ok(plan)
+}
+
+/// The optimized plan predictd runs for `spec`, without workers: for tools
+/// that look inside it (the profiler, tests of the graph rewrites).
+pub fn optimized_plan(spec: &ModelConfig) -> Result<Plan, ModelError> {
+    load_model(spec).map(|(plan, _, _)| plan)
+}
+
+/// Names the NHWC depthwise kernel tract will run here (the first call
+/// logs it). Calling into `x86_depthwise` is also what keeps its kernels,
+/// registered with tract through `inventory`, in the binary.
+pub fn depthwise_kernel() -> &'static str {
+    static KERNEL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    KERNEL.get_or_init(|| {
+        let name = x86_depthwise::ensure_linked().unwrap_or("none");
+        log::info!("depthwise kernel: {name}");
+        name
+    })
 }
 
 /// TF 2.x writes all-zero constants (`tf.zeros`, slice begins) as a shape
@@ -517,14 +565,16 @@ pub fn run_raw_timed(
         model: spec.name.clone(),
         reason: e.to_string(),
     })?;
-    run_plan(&mut state, spec, labels.len(), input.to_vec())?;
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let started = Instant::now();
+    multithread_tract_scope(executor_for(spec), || {
         run_plan(&mut state, spec, labels.len(), input.to_vec())?;
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    Ok(times)
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let started = Instant::now();
+            run_plan(&mut state, spec, labels.len(), input.to_vec())?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok(times)
+    })
 }
 
 /// The `n` best labels with their probabilities, best first.

@@ -1,0 +1,319 @@
+//! AVX2+FMA and AVX-512F kernels.
+//!
+//! One generic body, [`run`], written against [`Lanes`] (a vector of `W`
+//! f32 lanes and a mask for the last, partial vector of channels), and one
+//! entry point per instruction set that enables its features and inlines the
+//! body. Inside a run of output positions the body takes them four at a time
+//! and the channels two vectors at a time: each kernel tap is loaded once for
+//! four positions, and eight independent accumulators keep both FMA ports
+//! busy. Channel counts that are not a multiple of the vector width end in
+//! one masked vector, which neither reads nor writes past `channels`.
+
+use std::arch::x86_64::*;
+
+/// A SIMD register of `W` f32 lanes, and its partial-vector mask.
+trait Lanes {
+    type V: Copy;
+    type M: Copy;
+    const W: usize;
+    unsafe fn mask(rem: usize) -> Self::M;
+    unsafe fn load(p: *const f32) -> Self::V;
+    unsafe fn load_masked(p: *const f32, m: Self::M) -> Self::V;
+    unsafe fn store(p: *mut f32, v: Self::V);
+    unsafe fn store_masked(p: *mut f32, m: Self::M, v: Self::V);
+    /// `a * b + c`, one rounding.
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+}
+
+struct Avx512;
+
+impl Lanes for Avx512 {
+    type V = __m512;
+    type M = __mmask16;
+    const W: usize = 16;
+    #[inline(always)]
+    unsafe fn mask(rem: usize) -> __mmask16 {
+        ((1u32 << rem) - 1) as __mmask16
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, m: __mmask16) -> __m512 {
+        unsafe { _mm512_maskz_loadu_ps(m, p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, m: __mmask16, v: __m512) {
+        unsafe { _mm512_mask_storeu_ps(p, m, v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+}
+
+struct Avx2Fma;
+
+impl Lanes for Avx2Fma {
+    type V = __m256;
+    type M = __m256i;
+    const W: usize = 8;
+    #[inline(always)]
+    unsafe fn mask(rem: usize) -> __m256i {
+        unsafe {
+            _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(rem as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(p: *const f32, m: __m256i) -> __m256 {
+        unsafe { _mm256_maskload_ps(p, m) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_masked(p: *mut f32, m: __m256i, v: __m256) {
+        unsafe { _mm256_maskstore_ps(p, m, v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+}
+
+/// The arguments of one call, as the registry's contract passes them.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    kernel: *const f32,
+    tap_indices: &'a [usize],
+    offsets: &'a [isize],
+    bias: *const f32,
+    k_stride: usize,
+}
+
+#[inline(always)]
+unsafe fn ld<L: Lanes, const MASKED: bool>(p: *const f32, m: L::M) -> L::V {
+    unsafe {
+        if MASKED {
+            L::load_masked(p, m)
+        } else {
+            L::load(p)
+        }
+    }
+}
+
+/// `P` output positions (inputs `xs`, outputs `ys`) by `Q` vectors of
+/// channels from channel `c`; `MASKED` (then `Q == 1`) for the last, partial
+/// vector.
+#[inline(always)]
+unsafe fn block<L: Lanes, const P: usize, const Q: usize, const MASKED: bool>(
+    call: Call,
+    xs: &[*const f32; P],
+    ys: &[*mut f32; P],
+    c: usize,
+    m: L::M,
+) {
+    unsafe {
+        let bias: [L::V; Q] = std::array::from_fn(|q| ld::<L, MASKED>(call.bias.add(c + q * L::W), m));
+        let mut acc: [[L::V; Q]; P] = [bias; P];
+        for (&t, &off) in call.tap_indices.iter().zip(call.offsets) {
+            let kp = call.kernel.add(t * call.k_stride + c);
+            let k: [L::V; Q] = std::array::from_fn(|q| ld::<L, MASKED>(kp.add(q * L::W), m));
+            for p in 0..P {
+                let xp = xs[p].offset(off).add(c);
+                for q in 0..Q {
+                    acc[p][q] = L::fma(ld::<L, MASKED>(xp.add(q * L::W), m), k[q], acc[p][q]);
+                }
+            }
+        }
+        for p in 0..P {
+            for q in 0..Q {
+                let yp = ys[p].add(c + q * L::W);
+                if MASKED {
+                    L::store_masked(yp, m, acc[p][q])
+                } else {
+                    L::store(yp, acc[p][q])
+                }
+            }
+        }
+    }
+}
+
+/// Every channel of `P` output positions.
+#[inline(always)]
+unsafe fn positions<L: Lanes, const P: usize>(
+    call: Call,
+    xs: &[*const f32; P],
+    ys: &[*mut f32; P],
+    channels: usize,
+) {
+    unsafe {
+        let full = channels / L::W * L::W;
+        let mut c = 0;
+        while c + 2 * L::W <= full {
+            block::<L, P, 2, false>(call, xs, ys, c, L::mask(0));
+            c += 2 * L::W;
+        }
+        if c < full {
+            block::<L, P, 1, false>(call, xs, ys, c, L::mask(0));
+            c += L::W;
+        }
+        if c < channels {
+            block::<L, P, 1, true>(call, xs, ys, c, L::mask(channels - c));
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run<L: Lanes>(
+    input: *const f32,
+    output: *mut f32,
+    kernel: *const f32,
+    tap_indices: &[usize],
+    offsets: &[isize],
+    bias: *const f32,
+    channels: usize,
+    k_stride: usize,
+    len: usize,
+    in_stride: isize,
+    out_stride: isize,
+) {
+    unsafe {
+        let call = Call {
+            kernel,
+            tap_indices,
+            offsets,
+            bias,
+            k_stride,
+        };
+        let mut i = 0;
+        while i + 4 <= len {
+            let xs: [*const f32; 4] =
+                std::array::from_fn(|p| input.offset((i + p) as isize * in_stride));
+            let ys: [*mut f32; 4] =
+                std::array::from_fn(|p| output.offset((i + p) as isize * out_stride));
+            positions::<L, 4>(call, &xs, &ys, channels);
+            i += 4;
+        }
+        while i < len {
+            let xs = [input.offset(i as isize * in_stride)];
+            let ys = [output.offset(i as isize * out_stride)];
+            positions::<L, 1>(call, &xs, &ys, channels);
+            i += 1;
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn avx512f_body(
+    input: *const f32,
+    output: *mut f32,
+    kernel: *const f32,
+    tap_indices: &[usize],
+    offsets: &[isize],
+    bias: *const f32,
+    channels: usize,
+    k_stride: usize,
+    len: usize,
+    in_stride: isize,
+    out_stride: isize,
+) {
+    unsafe {
+        run::<Avx512>(
+            input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
+            in_stride, out_stride,
+        )
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn avx2_fma_body(
+    input: *const f32,
+    output: *mut f32,
+    kernel: *const f32,
+    tap_indices: &[usize],
+    offsets: &[isize],
+    bias: *const f32,
+    channels: usize,
+    k_stride: usize,
+    len: usize,
+    in_stride: isize,
+    out_stride: isize,
+) {
+    unsafe {
+        run::<Avx2Fma>(
+            input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
+            in_stride, out_stride,
+        )
+    }
+}
+
+/// AVX-512F channel-inner depthwise run; the contract is
+/// [`tract_linalg::routines::DepthwiseCF32`]'s.
+///
+/// # Safety
+/// That contract's, and the CPU must support AVX-512F.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn depthwise_c_f32_avx512f(
+    input: *const f32,
+    output: *mut f32,
+    kernel: *const f32,
+    tap_indices: &[usize],
+    offsets: &[isize],
+    bias: *const f32,
+    channels: usize,
+    k_stride: usize,
+    len: usize,
+    in_stride: isize,
+    out_stride: isize,
+) {
+    unsafe {
+        avx512f_body(
+            input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
+            in_stride, out_stride,
+        )
+    }
+}
+
+/// AVX2+FMA channel-inner depthwise run; the contract is
+/// [`tract_linalg::routines::DepthwiseCF32`]'s.
+///
+/// # Safety
+/// That contract's, and the CPU must support AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn depthwise_c_f32_avx2_fma(
+    input: *const f32,
+    output: *mut f32,
+    kernel: *const f32,
+    tap_indices: &[usize],
+    offsets: &[isize],
+    bias: *const f32,
+    channels: usize,
+    k_stride: usize,
+    len: usize,
+    in_stride: isize,
+    out_stride: isize,
+) {
+    unsafe {
+        avx2_fma_body(
+            input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
+            in_stride, out_stride,
+        )
+    }
+}
