@@ -1,6 +1,6 @@
 //! Where one model's time goes, operation by operation:
 //!
-//!     cargo run --release --example profile -- GRAPH [SIZE] [RUNS] [THREADS]
+//!     cargo run --release --example profile -- GRAPH [SIZE] [RUNS] [THREADS] [TOP]
 //!
 //! Loads GRAPH with predictd's own loader (the shipped theme model's settings
 //! at SIZE x SIZE, default 224; so the same rewrites and kernels as the
@@ -8,28 +8,31 @@
 //! timing every node with tract's `run_plan_with_eval`, and prints one row
 //! per kind of tract operation: nodes, mean milliseconds per inference, share.
 //! THREADS (default 1) runs it on a pool of that many threads, as the
-//! `threads` key of a `[[model]]` does. A second table lists the ten slowest
-//! nodes. For another graph, pass INPUT and OUTPUT node names in the
+//! `threads` key of a `[[model]]` does. A second table lists the TOP
+//! slowest nodes (default 10). For another graph, pass INPUT and OUTPUT node names in the
 //! environment (`PROFILE_INPUT`, `PROFILE_OUTPUT`).
 
 use predictd::config::Config;
-use predictd::models::optimized_plan;
+use predictd::models::{optimized_plan, run_on};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
-use tract_linalg::multithread::{multithread_tract_scope, Executor};
+use tract_linalg::multithread::Executor;
 use tract_tensorflow::prelude::*;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 2 {
-        eprintln!("usage: profile GRAPH [SIZE] [RUNS] [THREADS]");
+        eprintln!("usage: profile GRAPH [SIZE] [RUNS] [THREADS] [TOP]");
         std::process::exit(64);
     }
     let number = |i: usize, default: usize| -> usize {
-        args.get(i).map(|v| v.parse().expect("a number")).unwrap_or(default)
+        args.get(i)
+            .map(|v| v.parse().expect("a number"))
+            .unwrap_or(default)
     };
     let (size, runs, threads) = (number(2, 224), number(3, 30).max(1), number(4, 1).max(1));
+    let top = number(5, 10);
     let mut spec = Config::default().model("theme").unwrap().clone();
     spec.graph = PathBuf::from(&args[1]);
     spec.input_width = size as u32;
@@ -44,26 +47,35 @@ fn main() {
         eprintln!("profile: {e}");
         std::process::exit(65);
     });
-    let data: Vec<f32> = (0..size * size * 3).map(|i| ((i % 255) as f32 - 127.0) / 128.0).collect();
+    let data: Vec<f32> = (0..size * size * 3)
+        .map(|i| ((i % 255) as f32 - 127.0) / 128.0)
+        .collect();
     let input = Tensor::from_shape(&[1, size, size, 3], &data).unwrap();
-    let executor =
-        if threads > 1 { Executor::multithread(threads) } else { Executor::SingleThread };
+    let executor = if threads > 1 {
+        Executor::multithread(threads)
+    } else {
+        Executor::SingleThread
+    };
 
     let model = plan.model();
     let mut per_node = vec![0f64; model.nodes.len()];
     let mut state = plan.spawn().expect("a state");
     let mut total = 0f64;
-    multithread_tract_scope(executor, || {
+    run_on(&executor, || {
         for run in 0..=runs {
             let started = Instant::now();
             let mut times = vec![0f64; model.nodes.len()];
             state
-                .run_plan_with_eval(tvec!(input.clone().into_tvalue()), |ctx, op_state, node, inputs| {
-                    let t = Instant::now();
-                    let out = tract_tensorflow::tract_core::plan::eval(ctx, op_state, node, inputs);
-                    times[node.id] += t.elapsed().as_secs_f64() * 1000.0;
-                    out
-                })
+                .run_plan_with_eval(
+                    tvec!(input.clone().into_tvalue()),
+                    |ctx, op_state, node, inputs| {
+                        let t = Instant::now();
+                        let out =
+                            tract_tensorflow::tract_core::plan::eval(ctx, op_state, node, inputs);
+                        times[node.id] += t.elapsed().as_secs_f64() * 1000.0;
+                        out
+                    },
+                )
                 .expect("the plan runs");
             if run > 0 {
                 // the first run warms caches and allocations
@@ -99,10 +111,19 @@ fn main() {
     slowest.sort_by(|&a, &b| per_node[b].total_cmp(&per_node[a]));
     println!("| slowest nodes | op | output | ms |");
     println!("|---|---|---|---|");
-    for &id in slowest.iter().take(10) {
+    for &id in slowest.iter().take(top) {
         let node = &model.nodes[id];
-        let shape = node.outputs.first().map(|o| format!("{:?}", o.fact.shape)).unwrap_or_default();
-        println!("| {} | {} | {shape} | {:.2} |", node.name, kind(node), per_node[id] / runs_f);
+        let shape = node
+            .outputs
+            .first()
+            .map(|o| format!("{:?}", o.fact.shape))
+            .unwrap_or_default();
+        println!(
+            "| {} | {} | {shape} | {:.2} |",
+            node.name,
+            kind(node),
+            per_node[id] / runs_f
+        );
     }
 }
 

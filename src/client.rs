@@ -130,7 +130,11 @@ impl BenchReport {
             (self.requests - self.errors) as f64 / secs
         );
         if !self.latencies.is_empty() {
-            let mean = self.latencies.iter().map(Duration::as_secs_f64).sum::<f64>()
+            let mean = self
+                .latencies
+                .iter()
+                .map(Duration::as_secs_f64)
+                .sum::<f64>()
                 / self.latencies.len() as f64;
             println!("mean:       {:.1} ms", mean * 1000.0);
         }

@@ -148,10 +148,11 @@ pub struct ModelConfig {
     /// Requests that may wait for a worker; past that, 503 `overloaded`.
     #[serde(default = "default_queue")]
     pub queue: usize,
-    /// Threads one inference of this model may use (its matrix products and
-    /// depthwise convolutions are split across them). One pool of this size
-    /// is shared by the model's workers, so the model never runs on more
-    /// threads than this, however many requests are in flight.
+    /// Threads one inference of this model may use when it is the model's
+    /// only work (its matrix products and depthwise convolutions are split
+    /// across them). When other inferences of the model run or wait, each
+    /// runs on its worker's thread alone, so a loaded model never runs more
+    /// threads than it has workers.
     #[serde(default = "default_threads")]
     pub threads: usize,
 }

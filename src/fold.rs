@@ -84,7 +84,11 @@ fn fold_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
         return Ok(None);
     }
     let out_rank = out_fact.rank();
-    let c_axis = conv.pool_spec.data_format.shape(out_fact.shape.to_tvec())?.c_axis();
+    let c_axis = conv
+        .pool_spec
+        .data_format
+        .shape(out_fact.shape.to_tvec())?
+        .c_axis();
     let op_shape = operand.shape();
     if op_shape.len() > out_rank {
         return Ok(None);
@@ -100,16 +104,38 @@ fn fold_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     if !per_channel {
         return Ok(None);
     }
-    let values: Vec<f32> = operand.to_plain_array_view::<f32>()?.iter().copied().collect();
-    let value = |c: usize| if values.len() == 1 { values[0] } else { values[c] };
+    let values: Vec<f32> = operand
+        .to_plain_array_view::<f32>()?
+        .iter()
+        .copied()
+        .collect();
+    let value = |c: usize| {
+        if values.len() == 1 {
+            values[0]
+        } else {
+            values[c]
+        }
+    };
     let old_bias: Vec<f32> = bias.to_plain_array_view::<f32>()?.iter().copied().collect();
     if old_bias.len() != channels && old_bias.len() != 1 {
         return Ok(None);
     }
-    let old = |c: usize| if old_bias.len() == 1 { old_bias[0] } else { old_bias[c] };
+    let old = |c: usize| {
+        if old_bias.len() == 1 {
+            old_bias[0]
+        } else {
+            old_bias[c]
+        }
+    };
 
     let new_bias: Vec<f32> = (0..channels)
-        .map(|c| if is_add { old(c) + value(c) } else { old(c) * value(c) })
+        .map(|c| {
+            if is_add {
+                old(c) + value(c)
+            } else {
+                old(c) * value(c)
+            }
+        })
         .collect();
     let new_bias = Tensor::from_shape(&[channels], &new_bias)?;
     let mut new_kernel = kernel.into_tensor();
@@ -131,4 +157,119 @@ fn fold_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     let wire = patch.wire_node(&node.name, conv.clone(), &[input, kernel, bias])?[0];
     patch.shunt_outside(model, succ.id.into(), wire)?;
     Ok(Some(patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_tensorflow::tract_core::ops::cnn::conv::KernelFormat;
+    use tract_tensorflow::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+    use tract_tensorflow::tract_core::ops::math::{add, mul};
+    use tract_tensorflow::tract_core::ops::nn::DataFormat;
+
+    /// NHWC depthwise 3x3 over 5 channels, then `* scale + shift`, both per
+    /// channel, as a batch norm folded by TensorFlow leaves them.
+    fn conv_scale_shift() -> TypedModel {
+        let c = 5;
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 6, 7, c])).unwrap();
+        let k: Vec<f32> = (0..c * 9).map(|i| (i as f32 * 0.37).sin()).collect();
+        let k = model
+            .add_const("k", Tensor::from_shape(&[c, 1, 3, 3], &k).unwrap())
+            .unwrap();
+        let b: Vec<f32> = (0..c).map(|i| i as f32 * 0.1).collect();
+        let b = model
+            .add_const("b", Tensor::from_shape(&[c], &b).unwrap())
+            .unwrap();
+        let pool_spec = PoolSpec {
+            data_format: DataFormat::NHWC,
+            kernel_shape: tvec!(3, 3),
+            padding: PaddingSpec::SameUpper,
+            dilations: None,
+            strides: None,
+            input_channels: c,
+            output_channels: c,
+        };
+        let conv = Conv {
+            pool_spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group: c,
+            q_params: None,
+        };
+        let y = model.wire_node("dw", conv, &[x, k, b]).unwrap()[0];
+        let s: Vec<f32> = (0..c).map(|i| 0.5 + i as f32).collect();
+        let s = model
+            .add_const("s", Tensor::from_shape(&[1, 1, 1, c], &s).unwrap())
+            .unwrap();
+        let y = model.wire_node("scale", mul(), &[y, s]).unwrap()[0];
+        let t: Vec<f32> = (0..c).map(|i| 1.0 - i as f32 * 0.3).collect();
+        let t = model
+            .add_const("t", Tensor::from_shape(&[1, 1, 1, c], &t).unwrap())
+            .unwrap();
+        let y = model.wire_node("shift", add(), &[t, y]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    fn run(model: TypedModel) -> Vec<f32> {
+        let x: Vec<f32> = (0..6 * 7 * 5).map(|i| (i as f32 * 0.11).cos()).collect();
+        let x = Tensor::from_shape(&[1, 6, 7, 5], &x).unwrap();
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let y = plan.run(tvec!(x.into_tvalue())).unwrap().remove(0);
+        y.to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn scale_and_shift_after_a_depthwise_convolution_become_its_weights() {
+        let model = conv_scale_shift().into_decluttered().unwrap();
+        let mut folded = model.clone();
+        assert_eq!(fold_depthwise_channel_ops(&mut folded).unwrap(), 2);
+        assert!(
+            !folded.nodes.iter().any(|n| n.op_is::<TypedBinOp>()),
+            "a binary op is left: {folded}"
+        );
+        let (want, got) = (run(model), run(folded));
+        assert_eq!(want.len(), got.len());
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn an_operand_that_is_not_per_channel_stays() {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 4, 4, 2])).unwrap();
+        let k = Tensor::from_shape(&[2, 1, 3, 3], &[0.5f32; 18]).unwrap();
+        let k = model.add_const("k", k).unwrap();
+        let b = model
+            .add_const("b", Tensor::from_shape(&[2], &[0f32, 0.]).unwrap())
+            .unwrap();
+        let pool_spec = PoolSpec {
+            data_format: DataFormat::NHWC,
+            kernel_shape: tvec!(3, 3),
+            padding: PaddingSpec::SameUpper,
+            dilations: None,
+            strides: None,
+            input_channels: 2,
+            output_channels: 2,
+        };
+        let conv = Conv {
+            pool_spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group: 2,
+            q_params: None,
+        };
+        let y = model.wire_node("dw", conv, &[x, k, b]).unwrap()[0];
+        // one value per column, not per channel
+        let w = Tensor::from_shape(&[1, 1, 4, 1], &[1f32, 2., 3., 4.]).unwrap();
+        let w = model.add_const("w", w).unwrap();
+        let y = model.wire_node("per_column", add(), &[y, w]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        let mut model = model.into_decluttered().unwrap();
+        assert_eq!(fold_depthwise_channel_ops(&mut model).unwrap(), 0);
+    }
 }

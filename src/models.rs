@@ -62,13 +62,30 @@ type Plan = Arc<TypedRunnableModel>;
 
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 
-/// The executor a model's inferences run on: its own pool of `threads`
-/// threads, shared by all its workers, or the worker thread alone.
-fn executor_for(spec: &ModelConfig) -> Executor {
+/// A pool of `threads` threads for one worker, or the worker thread alone.
+///
+/// Each worker has a pool of its own: tract's matrix products keep scratch
+/// space per thread, so a pool shared by two workers can re-enter one
+/// inference's thread with the other's (measured: a `RefCell` panic).
+pub fn executor_for(spec: &ModelConfig) -> Executor {
     if spec.threads > 1 {
         Executor::multithread_with_name(spec.threads, &format!("predictd-{}-mt", spec.name))
     } else {
         Executor::SingleThread
+    }
+}
+
+/// Runs `f` (an inference) on `executor`. A pool runs the whole inference
+/// on one of its own threads, so that each operation's parallel parts are
+/// shared with the pool's other threads by work stealing; handing each
+/// operation to the pool from outside costs a wake-up per operation, which
+/// measured slower than one thread on this graph.
+pub fn run_on<R: Send>(executor: &Executor, f: impl FnOnce() -> R + Send) -> R {
+    match executor {
+        Executor::MultiThread(pool) => {
+            pool.install(|| multithread_tract_scope(executor.clone(), f))
+        }
+        _ => f(),
     }
 }
 
@@ -273,14 +290,14 @@ fn start_model(spec: ModelConfig) -> std::sync::mpsc::Receiver<Result<Model, Mod
                 return;
             }
         };
-        let executor = executor_for(&spec);
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for i in 1..spec.workers {
             let (plan, sibling_spec, rx) = (plan.clone(), spec.clone(), jobs_rx.clone());
             let labels_len = labels.len();
-            let executor = executor.clone();
+            let busy = busy.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("predictd-{}-{i}", spec.name))
-                .spawn(move || work(plan, sibling_spec, labels_len, rx, executor));
+                .spawn(move || work(plan, sibling_spec, labels_len, rx, busy));
             if let Err(e) = spawned {
                 let _ = ready_tx.send(Err(ModelError::Load {
                     model: spec.name.clone(),
@@ -298,7 +315,7 @@ fn start_model(spec: ModelConfig) -> std::sync::mpsc::Receiver<Result<Model, Mod
             jobs: jobs_tx,
         };
         if ready_tx.send(Ok(model)).is_ok() {
-            work(plan, spec, labels_len, jobs_rx, executor);
+            work(plan, spec, labels_len, jobs_rx, busy);
         }
     });
     if let Err(e) = spawned {
@@ -319,8 +336,13 @@ fn work(
     spec: ModelConfig,
     labels: usize,
     jobs: crossbeam_channel::Receiver<Job>,
-    executor: Executor,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    use std::sync::atomic::Ordering;
+    // Both cores for one inference when it is the only work this model has;
+    // one thread each when other jobs run or wait, so that a loaded model
+    // never runs more threads than it has workers.
+    let pool = executor_for(&spec);
     let mut state = match plan.spawn() {
         Ok(s) => s,
         Err(e) => {
@@ -336,10 +358,15 @@ fn work(
         let started = Instant::now();
         let (window, data) = imaging::model_input(&job.image, &spec, job.x, job.y);
         let preprocess = started.elapsed();
-        let outcome = multithread_tract_scope(executor.clone(), || {
-            run_plan(&mut state, &spec, labels, data)
-        })
-        .map(|probabilities| Inference {
+        let alone = busy.fetch_add(1, Ordering::SeqCst) == 0 && jobs.is_empty();
+        let executor = if alone {
+            &pool
+        } else {
+            &Executor::SingleThread
+        };
+        let outcome = run_on(executor, || run_plan(&mut state, &spec, labels, data));
+        busy.fetch_sub(1, Ordering::SeqCst);
+        let outcome = outcome.map(|probabilities| Inference {
             probabilities,
             window,
             queued,
@@ -506,7 +533,7 @@ pub fn depthwise_kernel() -> &'static str {
     static KERNEL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     KERNEL.get_or_init(|| {
         let name = x86_depthwise::ensure_linked().unwrap_or("none");
-        log::info!("depthwise kernel: {name}");
+        log::debug!("depthwise kernel: {name}");
         name
     })
 }
@@ -550,7 +577,9 @@ pub fn run_raw(spec: &ModelConfig, input: &[f32]) -> Result<Vec<f32>, ModelError
         model: spec.name.clone(),
         reason: e.to_string(),
     })?;
-    run_plan(&mut state, spec, labels.len(), input.to_vec())
+    run_on(&executor_for(spec), || {
+        run_plan(&mut state, spec, labels.len(), input.to_vec())
+    })
 }
 
 /// Like [`run_raw`], `runs` times after one warm-up run: the milliseconds
@@ -565,7 +594,7 @@ pub fn run_raw_timed(
         model: spec.name.clone(),
         reason: e.to_string(),
     })?;
-    multithread_tract_scope(executor_for(spec), || {
+    run_on(&executor_for(spec), || {
         run_plan(&mut state, spec, labels.len(), input.to_vec())?;
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs {

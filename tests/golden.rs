@@ -43,8 +43,15 @@ fn tract_matches_tensorflow_on_both_graphs() {
             vec![1, spec.input_height as usize, spec.input_width as usize, 3],
             "{name}: input size"
         );
-        for case in entry["cases"].as_array().unwrap() {
+        // On one thread and on a pool of two (the `threads` key).
+        for (case, threads) in entry["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| [(c, 1), (c, 2)])
+        {
             let case = case.as_str().unwrap();
+            spec.threads = threads;
             let input = read_f32(&gold.join(format!("{case}.input.f32")));
             let expected = read_f32(&gold.join(format!("{case}.output.f32")));
             let got = run_raw(&spec, &input).unwrap_or_else(|e| panic!("{case}: {e}"));
@@ -56,7 +63,7 @@ fn tract_matches_tensorflow_on_both_graphs() {
                 .fold(0.0f32, f32::max);
             assert!(
                 worst < 1e-4,
-                "{case}: max abs difference {worst} with TensorFlow"
+                "{case} on {threads} thread(s): max abs difference {worst} with TensorFlow"
             );
             let sum: f32 = got.iter().sum();
             assert!(
@@ -67,7 +74,55 @@ fn tract_matches_tensorflow_on_both_graphs() {
         }
     }
     assert!(
-        checked >= 4,
+        checked >= 8,
         "expected at least two cases per model, checked {checked}"
     );
+}
+
+/// Every depthwise convolution of the theme CNN is followed in the graph by a
+/// `BiasAdd`; in the plan predictd runs, that bias is the convolution's own
+/// (see `predictd::fold`), so nothing after a depthwise convolution adds.
+#[test]
+fn no_depthwise_bias_runs_as_its_own_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut spec = Config::default().model("theme").unwrap().clone();
+    spec.graph = root.join("models/themeClassifier.pb");
+    spec.labels = root.join("labels/themes.txt");
+    let plan = predictd::models::optimized_plan(&spec).expect("the theme graph loads");
+    let model = plan.model();
+    let describe = |id: usize| {
+        let op = model.nodes[id].op();
+        format!("{} {:?}", op.name(), op.info().unwrap_or_default())
+    };
+    let depthwise: Vec<usize> = (0..model.nodes.len())
+        .filter(|&id| model.nodes[id].op().name() == "DepthWiseConv")
+        .collect();
+    assert_eq!(
+        depthwise.len(),
+        16,
+        "the theme CNN has 16 depthwise convolutions"
+    );
+    for id in depthwise {
+        for succ in &model.nodes[id].outputs[0].successors {
+            let after = describe(succ.node);
+            assert!(
+                !after.contains("Add"),
+                "{} is followed by {after}",
+                model.nodes[id].name
+            );
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let best = if std::arch::is_x86_feature_detected!("avx512f") {
+            "x86_64_avx512f_depthwise_c_f32"
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            "x86_64_avx2_fma_depthwise_c_f32"
+        } else {
+            "portable_depthwise_c_f32"
+        };
+        assert_eq!(predictd::models::depthwise_kernel(), best);
+    }
 }

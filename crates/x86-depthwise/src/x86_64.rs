@@ -127,7 +127,8 @@ unsafe fn block<L: Lanes, const P: usize, const Q: usize, const MASKED: bool>(
     m: L::M,
 ) {
     unsafe {
-        let bias: [L::V; Q] = std::array::from_fn(|q| ld::<L, MASKED>(call.bias.add(c + q * L::W), m));
+        let bias: [L::V; Q] =
+            std::array::from_fn(|q| ld::<L, MASKED>(call.bias.add(c + q * L::W), m));
         let mut acc: [[L::V; Q]; P] = [bias; P];
         for (&t, &off) in call.tap_indices.iter().zip(call.offsets) {
             let kp = call.kernel.add(t * call.k_stride + c);
@@ -139,13 +140,13 @@ unsafe fn block<L: Lanes, const P: usize, const Q: usize, const MASKED: bool>(
                 }
             }
         }
-        for p in 0..P {
-            for q in 0..Q {
-                let yp = ys[p].add(c + q * L::W);
+        for (y, row) in ys.iter().zip(&acc) {
+            for (q, &v) in row.iter().enumerate() {
+                let yp = y.add(c + q * L::W);
                 if MASKED {
-                    L::store_masked(yp, m, acc[p][q])
+                    L::store_masked(yp, m, v)
                 } else {
-                    L::store(yp, acc[p][q])
+                    L::store(yp, v)
                 }
             }
         }
@@ -235,8 +236,17 @@ unsafe fn avx512f_body(
 ) {
     unsafe {
         run::<Avx512>(
-            input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
-            in_stride, out_stride,
+            input,
+            output,
+            kernel,
+            tap_indices,
+            offsets,
+            bias,
+            channels,
+            k_stride,
+            len,
+            in_stride,
+            out_stride,
         )
     }
 }
@@ -258,8 +268,17 @@ unsafe fn avx2_fma_body(
 ) {
     unsafe {
         run::<Avx2Fma>(
-            input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
-            in_stride, out_stride,
+            input,
+            output,
+            kernel,
+            tap_indices,
+            offsets,
+            bias,
+            channels,
+            k_stride,
+            len,
+            in_stride,
+            out_stride,
         )
     }
 }
@@ -285,8 +304,17 @@ pub unsafe fn depthwise_c_f32_avx512f(
 ) {
     unsafe {
         avx512f_body(
-            input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
-            in_stride, out_stride,
+            input,
+            output,
+            kernel,
+            tap_indices,
+            offsets,
+            bias,
+            channels,
+            k_stride,
+            len,
+            in_stride,
+            out_stride,
         )
     }
 }
@@ -312,8 +340,17 @@ pub unsafe fn depthwise_c_f32_avx2_fma(
 ) {
     unsafe {
         avx2_fma_body(
-            input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
-            in_stride, out_stride,
+            input,
+            output,
+            kernel,
+            tap_indices,
+            offsets,
+            bias,
+            channels,
+            k_stride,
+            len,
+            in_stride,
+            out_stride,
         )
     }
 }

@@ -31,9 +31,8 @@ impl Rng {
 #[test]
 fn this_machine_runs_one_of_ours_on_x86_64() {
     let chosen = x86_depthwise::ensure_linked().expect("a depthwise_c kernel is registered");
-    assert_eq!(
+    assert!(
         tract_linalg::routines::depthwise_c_f32().is_some(),
-        true,
         "tract sees no channel-inner kernel"
     );
     if cfg!(target_arch = "x86_64") {
@@ -59,8 +58,9 @@ fn kernels_follow_the_contract() {
         let in_stride = (channels + rng.below(2) * 5) as isize * (1 + rng.below(2)) as isize;
         let out_stride = (channels + rng.below(2) * 3) as isize;
         let tap_indices: Vec<usize> = (0..n_taps).map(|_| rng.below(25)).collect();
-        let offsets: Vec<isize> =
-            (0..n_taps).map(|_| rng.below(30) as isize * in_stride.max(1)).collect();
+        let offsets: Vec<isize> = (0..n_taps)
+            .map(|_| rng.below(30) as isize * in_stride.max(1))
+            .collect();
         let max_off = *offsets.iter().max().unwrap();
         let input = rng.vec((max_off + (len as isize) * in_stride) as usize + channels + 8);
         let kernel = rng.vec(25 * k_stride + channels);
@@ -96,7 +96,10 @@ fn kernels_follow_the_contract() {
             };
             for (ix, (got, want)) in out.iter().zip(&expected).enumerate() {
                 if want.is_nan() {
-                    assert!(got.is_nan(), "{name} case {case}: wrote outside its outputs at {ix}");
+                    assert!(
+                        got.is_nan(),
+                        "{name} case {case}: wrote outside its outputs at {ix}"
+                    );
                 } else {
                     assert!(
                         (got - want).abs() <= 1e-5,
@@ -188,8 +191,12 @@ fn tract_conv(s: &Shape, fmt: DataFormat, x: &[f32], k: &[f32], b: &[f32]) -> Ve
         nhwc.permute_axes(&[0, 3, 1, 2]).unwrap()
     };
     let src = model.add_source("x", f32::fact(input.shape())).unwrap();
-    let kc = model.add_const("k", Tensor::from_shape(&[s.c, 1, s.k, s.k], k).unwrap()).unwrap();
-    let bc = model.add_const("b", Tensor::from_shape(&[s.c], b).unwrap()).unwrap();
+    let kc = model
+        .add_const("k", Tensor::from_shape(&[s.c, 1, s.k, s.k], k).unwrap())
+        .unwrap();
+    let bc = model
+        .add_const("b", Tensor::from_shape(&[s.c], b).unwrap())
+        .unwrap();
     let pool_spec = PoolSpec {
         data_format: fmt,
         kernel_shape: tvec!(s.k, s.k),
@@ -199,13 +206,30 @@ fn tract_conv(s: &Shape, fmt: DataFormat, x: &[f32], k: &[f32], b: &[f32]) -> Ve
         input_channels: s.c,
         output_channels: s.c,
     };
-    let conv = Conv { pool_spec, kernel_fmt: KernelFormat::OIHW, group: s.c, q_params: None };
+    let conv = Conv {
+        pool_spec,
+        kernel_fmt: KernelFormat::OIHW,
+        group: s.c,
+        q_params: None,
+    };
     let out = model.wire_node("dw", conv, &[src, kc, bc]).unwrap();
     model.select_output_outlets(&out).unwrap();
     let plan = model.into_optimized().unwrap().into_runnable().unwrap();
-    let y = plan.run(tvec!(input.into_tvalue())).unwrap().remove(0).into_tensor();
-    let y = if fmt == DataFormat::NHWC { y } else { y.permute_axes(&[0, 2, 3, 1]).unwrap() };
-    y.to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    let y = plan
+        .run(tvec!(input.into_tvalue()))
+        .unwrap()
+        .remove(0)
+        .into_tensor();
+    let y = if fmt == DataFormat::NHWC {
+        y
+    } else {
+        y.permute_axes(&[0, 2, 3, 1]).unwrap()
+    };
+    y.to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 #[test]
@@ -213,15 +237,71 @@ fn tract_depthwise_with_these_kernels_matches_its_own_path_and_a_naive_one() {
     let mut rng = Rng(0x2545f4914f6cdd1d);
     let mut shapes = vec![
         // The shipped theme CNN's layers, shrunk in height and width.
-        Shape { h: 16, w: 16, c: 32, k: 3, stride: 1, pad: None },
-        Shape { h: 17, w: 15, c: 96, k: 3, stride: 2, pad: None },
-        Shape { h: 14, w: 14, c: 144, k: 5, stride: 2, pad: None },
-        Shape { h: 7, w: 7, c: 672, k: 5, stride: 1, pad: None },
+        Shape {
+            h: 16,
+            w: 16,
+            c: 32,
+            k: 3,
+            stride: 1,
+            pad: None,
+        },
+        Shape {
+            h: 17,
+            w: 15,
+            c: 96,
+            k: 3,
+            stride: 2,
+            pad: None,
+        },
+        Shape {
+            h: 14,
+            w: 14,
+            c: 144,
+            k: 5,
+            stride: 2,
+            pad: None,
+        },
+        Shape {
+            h: 7,
+            w: 7,
+            c: 672,
+            k: 5,
+            stride: 1,
+            pad: None,
+        },
         // Odd sizes: fewer channels than a vector, not a multiple of one.
-        Shape { h: 5, w: 9, c: 3, k: 3, stride: 1, pad: None },
-        Shape { h: 9, w: 5, c: 17, k: 5, stride: 2, pad: Some([2, 1, 0, 2]) },
-        Shape { h: 3, w: 3, c: 33, k: 3, stride: 1, pad: Some([1, 1, 1, 1]) },
-        Shape { h: 6, w: 11, c: 40, k: 3, stride: 2, pad: Some([0, 0, 0, 0]) },
+        Shape {
+            h: 5,
+            w: 9,
+            c: 3,
+            k: 3,
+            stride: 1,
+            pad: None,
+        },
+        Shape {
+            h: 9,
+            w: 5,
+            c: 17,
+            k: 5,
+            stride: 2,
+            pad: Some([2, 1, 0, 2]),
+        },
+        Shape {
+            h: 3,
+            w: 3,
+            c: 33,
+            k: 3,
+            stride: 1,
+            pad: Some([1, 1, 1, 1]),
+        },
+        Shape {
+            h: 6,
+            w: 11,
+            c: 40,
+            k: 3,
+            stride: 2,
+            pad: Some([0, 0, 0, 0]),
+        },
     ];
     for _ in 0..24 {
         let k = [3, 5][rng.below(2)];
@@ -231,7 +311,14 @@ fn tract_depthwise_with_these_kernels_matches_its_own_path_and_a_naive_one() {
             0 => None,
             _ => Some([rng.below(k), rng.below(k), rng.below(k), rng.below(k)]),
         };
-        shapes.push(Shape { h, w, c: 1 + rng.below(80), k, stride: 1 + rng.below(2), pad });
+        shapes.push(Shape {
+            h,
+            w,
+            c: 1 + rng.below(80),
+            k,
+            stride: 1 + rng.below(2),
+            pad,
+        });
     }
     for s in shapes {
         let x = rng.vec(s.h * s.w * s.c);
@@ -243,7 +330,12 @@ fn tract_depthwise_with_these_kernels_matches_its_own_path_and_a_naive_one() {
         assert_eq!(ours.len(), want.len(), "{s:?}");
         assert_eq!(theirs.len(), want.len(), "{s:?}");
         for i in 0..want.len() {
-            assert!((ours[i] - want[i]).abs() <= 1e-5, "{s:?} at {i}: {} vs naive {}", ours[i], want[i]);
+            assert!(
+                (ours[i] - want[i]).abs() <= 1e-5,
+                "{s:?} at {i}: {} vs naive {}",
+                ours[i],
+                want[i]
+            );
             assert!(
                 (ours[i] - theirs[i]).abs() <= 1e-5,
                 "{s:?} at {i}: {} vs tract's W-inner {}",
