@@ -155,6 +155,7 @@ def main():
         {
             "server.socket_file": socket_path,
             "server.thread_pool": 10,
+            "server.socket_queue_size": 128,
             "server.max_request_body_size": 64 * 1024 * 1024,
             "engine.autoreload.on": False,
             "log.screen": False,
