@@ -91,6 +91,8 @@ pub struct State {
     pub metrics: Metrics,
     /// Recent predictions, feedback and hit rates.
     pub feedback: FeedbackStore,
+    /// `max-decoding-pixels`, shared by every request (fixed at start).
+    pub decode_budget: crate::imaging::PixelBudget,
 }
 
 /// What a successful reload swapped in.
@@ -105,6 +107,7 @@ pub struct ReloadReport {
 impl State {
     pub fn new(config: Config, options: Options, feedback: FeedbackStore) -> State {
         State {
+            decode_budget: crate::imaging::PixelBudget::new(config.server.max_decoding_pixels),
             config: ArcSwap::from_pointee(config),
             registry: ArcSwapOption::empty(),
             in_flight: AtomicU64::new(0),
@@ -156,6 +159,13 @@ impl State {
                         old.server.feedback_log.display()
                     );
                     config.server.feedback_log = old.server.feedback_log.clone();
+                }
+                if config.server.max_decoding_pixels != old.server.max_decoding_pixels {
+                    log::warn!(
+                        "reload: a new server.max-decoding-pixels takes a restart; still {}",
+                        old.server.max_decoding_pixels
+                    );
+                    config.server.max_decoding_pixels = old.server.max_decoding_pixels;
                 }
                 self.feedback.set_capacity(config.server.recent_predictions);
                 let models = registry
@@ -621,22 +631,29 @@ async fn dispatch(
             let registry = state.registry.load_full().ok_or(ApiError::NotReady)?;
             let config = state.config.load_full();
             let (bytes, params) = read_predict_input(&config, req).await?;
-            let mut prediction =
-                match predict::predict(registry, bytes, &params, config.server.max_pixels).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        if let PredictError::Model(ModelError::Overloaded(model)) = &e {
-                            state
-                                .metrics
-                                .queue_rejections
-                                .get_or_create(&ModelLabels {
-                                    model: model.clone(),
-                                })
-                                .inc();
-                        }
-                        return Err(e.into());
+            let mut prediction = match predict::predict(
+                registry,
+                bytes,
+                &params,
+                config.server.max_pixels,
+                Some(&state.decode_budget),
+            )
+            .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    if let PredictError::Model(ModelError::Overloaded(model)) = &e {
+                        state
+                            .metrics
+                            .queue_rejections
+                            .get_or_create(&ModelLabels {
+                                model: model.clone(),
+                            })
+                            .inc();
                     }
-                };
+                    return Err(e.into());
+                }
+            };
             observe_prediction(state, &peer, &prediction);
             let offers = std::mem::take(&mut prediction.offers);
             state.feedback.record_prediction(&prediction.id, offers);
@@ -715,6 +732,7 @@ fn observe_prediction(state: &State, peer: &Peer, p: &predict::Prediction) {
 /// rates.
 fn refresh_gauges(state: &State) {
     let m = &state.metrics;
+    m.decoding_pixels.set(state.decode_budget.in_use() as i64);
     if let Some(registry) = state.registry.load_full() {
         for model in &registry.models {
             m.queue_depth

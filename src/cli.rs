@@ -364,6 +364,7 @@ async fn predict_cli(
                     bytes.into(),
                     &params,
                     config.server.max_pixels,
+                    None,
                 )
                 .await
                 .map_err(|e| CliError::Predict(path.display().to_string(), e))?;

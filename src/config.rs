@@ -56,6 +56,12 @@ pub struct ServerConfig {
     /// Images whose header claims more pixels get 413 before any decoding,
     /// so decompression bombs never allocate.
     pub max_pixels: u64,
+    /// Pixels of images being decoded or held for their models at once,
+    /// summed over all requests: a request whose image would pass it waits
+    /// (within `request-timeout-ms`) until others are done. Bounds the
+    /// memory that concurrent large uploads take; an image larger than the
+    /// whole budget runs alone.
+    pub max_decoding_pixels: u64,
     /// A request not answered in this time gets 504.
     pub request_timeout_ms: u64,
     /// Connections served at once; more are answered 503 at once.
@@ -94,6 +100,7 @@ impl Default for ServerConfig {
             pidfile: PathBuf::from("predictd.pid"),
             max_body_bytes: 20 * 1024 * 1024,
             max_pixels: 40_000_000,
+            max_decoding_pixels: 24_000_000,
             request_timeout_ms: 5000,
             max_connections: 256,
             max_connections_per_uid: 64,
@@ -340,6 +347,9 @@ impl Config {
         self.socket_mode()?;
         if s.max_body_bytes == 0 {
             return bad("server.max-body-bytes must be at least 1".into());
+        }
+        if s.max_decoding_pixels == 0 {
+            return bad("server.max-decoding-pixels must be at least 1".into());
         }
         if s.max_pixels == 0 {
             return bad("server.max-pixels must be at least 1".into());

@@ -8,6 +8,7 @@
 use crate::config::{ChannelOrder, Crop, ModelConfig};
 use image::{imageops, DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use std::io::Cursor;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ImageError {
@@ -356,6 +357,45 @@ pub struct Window {
 }
 
 /// The window a crop policy gives around `(px, py)` in a `w` x `h` image.
+/// The pixels of images being decoded or held for the models at once,
+/// across all requests (`max-decoding-pixels`). Counted in units of 1024
+/// pixels, the granularity of tokio's semaphore permits.
+#[derive(Clone)]
+pub struct PixelBudget {
+    permits: Arc<tokio::sync::Semaphore>,
+    units: u32,
+}
+
+impl PixelBudget {
+    const UNIT: u64 = 1024;
+
+    pub fn new(pixels: u64) -> PixelBudget {
+        let units = pixels
+            .div_ceil(Self::UNIT)
+            .clamp(1, u64::from(u32::MAX >> 4)) as u32;
+        PixelBudget {
+            permits: Arc::new(tokio::sync::Semaphore::new(units as usize)),
+            units,
+        }
+    }
+
+    /// Waits until `pixels` fit in the budget (all of it, for an image larger
+    /// than the budget) and holds them until the returned guard is dropped.
+    pub async fn acquire(&self, pixels: u64) -> tokio::sync::OwnedSemaphorePermit {
+        let wanted = pixels.div_ceil(Self::UNIT).clamp(1, u64::from(self.units)) as u32;
+        self.permits
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the budget's semaphore is never closed")
+    }
+
+    /// Pixels held now.
+    pub fn in_use(&self) -> u64 {
+        u64::from(self.units - self.permits.available_permits() as u32) * Self::UNIT
+    }
+}
+
 /// Fractions shift the window to stay inside; pixel squares are centred on
 /// the point and may reach past the border (those pixels are clamped).
 pub fn window(crop: Crop, w: u32, h: u32, px: u32, py: u32) -> Window {

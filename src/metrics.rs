@@ -72,6 +72,8 @@ pub struct Metrics {
     pub feedback: Family<ModelLabels, Counter>,
     pub feedback_hit_ratio: Family<HitLabels, FloatGauge>,
     pub in_flight: Gauge,
+    /// Pixels held in the `max-decoding-pixels` budget.
+    pub decoding_pixels: Gauge,
     pub connections_refused: Family<LimitLabels, Counter>,
     pub resident_memory: Gauge,
     pub virtual_memory: Gauge,
@@ -191,6 +193,13 @@ impl Metrics {
             "Requests being handled now",
             in_flight.clone(),
         );
+        let decoding_pixels = Gauge::default();
+        registry.register(
+            "predictd_decoding_pixels",
+            "Pixels of images being decoded or held for their models now \
+             (bounded by max-decoding-pixels)",
+            decoding_pixels.clone(),
+        );
         let connections_refused = Family::<LimitLabels, Counter>::default();
         registry.register(
             "predictd_connections_refused",
@@ -226,6 +235,7 @@ impl Metrics {
             feedback,
             feedback_hit_ratio,
             in_flight,
+            decoding_pixels,
             connections_refused,
             resident_memory,
             virtual_memory,

@@ -160,6 +160,7 @@ pub async fn predict(
     bytes: bytes::Bytes,
     params: &Params,
     max_pixels: u64,
+    budget: Option<&imaging::PixelBudget>,
 ) -> Result<Prediction, PredictError> {
     let started = Instant::now();
     // Resolve the model names before spending time on decoding.
@@ -180,6 +181,21 @@ pub async fn predict(
             }
             chosen
         }
+    };
+    // Hold this image's pixels in the budget from before decoding until its
+    // last model has answered: the decoded image lives that long.
+    let _pixels = match budget {
+        Some(budget) => {
+            let (_, w, h) = imaging::header_dimensions(&bytes)?;
+            let pixels = u64::from(w) * u64::from(h);
+            if pixels > max_pixels {
+                // refused by `decode` below, without holding anything
+                None
+            } else {
+                Some(budget.acquire(pixels).await)
+            }
+        }
+        None => None,
     };
     let decoded = tokio::task::spawn_blocking(move || imaging::decode(&bytes, max_pixels))
         .await
