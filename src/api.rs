@@ -93,6 +93,8 @@ pub struct State {
     pub feedback: FeedbackStore,
     /// `max-decoding-pixels`, shared by every request (fixed at start).
     pub decode_budget: crate::imaging::PixelBudget,
+    /// `image-cache-bytes` of decoded images (fixed at start).
+    pub image_cache: crate::cache::ImageCache,
 }
 
 /// What a successful reload swapped in.
@@ -108,6 +110,7 @@ impl State {
     pub fn new(config: Config, options: Options, feedback: FeedbackStore) -> State {
         State {
             decode_budget: crate::imaging::PixelBudget::new(config.server.max_decoding_pixels),
+            image_cache: crate::cache::ImageCache::new(config.server.image_cache_bytes),
             config: ArcSwap::from_pointee(config),
             registry: ArcSwapOption::empty(),
             in_flight: AtomicU64::new(0),
@@ -166,6 +169,13 @@ impl State {
                         old.server.max_decoding_pixels
                     );
                     config.server.max_decoding_pixels = old.server.max_decoding_pixels;
+                }
+                if config.server.image_cache_bytes != old.server.image_cache_bytes {
+                    log::warn!(
+                        "reload: a new server.image-cache-bytes takes a restart; still {}",
+                        old.server.image_cache_bytes
+                    );
+                    config.server.image_cache_bytes = old.server.image_cache_bytes;
                 }
                 self.feedback.set_capacity(config.server.recent_predictions);
                 let models = registry
@@ -637,6 +647,7 @@ async fn dispatch(
                 &params,
                 config.server.max_pixels,
                 Some(&state.decode_budget),
+                Some(&state.image_cache),
             )
             .await
             {
@@ -690,6 +701,11 @@ fn observe_prediction(state: &State, peer: &Peer, p: &predict::Prediction) {
     let m = &state.metrics;
     let t = |k: &str| p.timing_ms.get(k).copied().unwrap_or(0.0);
     m.decode_seconds.observe(t("decode") / 1000.0);
+    match p.cache_hit {
+        Some(true) => m.image_cache_hits.inc(),
+        Some(false) => m.image_cache_misses.inc(),
+        None => 0,
+    };
     let mut models = Vec::new();
     let mut crops = Vec::new();
     let mut tops = Vec::new();
@@ -733,6 +749,9 @@ fn observe_prediction(state: &State, peer: &Peer, p: &predict::Prediction) {
 fn refresh_gauges(state: &State) {
     let m = &state.metrics;
     m.decoding_pixels.set(state.decode_budget.in_use() as i64);
+    let cache = state.image_cache.stats();
+    m.image_cache_bytes.set(cache.bytes as i64);
+    m.image_cache_images.set(cache.images as i64);
     if let Some(registry) = state.registry.load_full() {
         for model in &registry.models {
             m.queue_depth

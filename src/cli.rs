@@ -365,6 +365,7 @@ async fn predict_cli(
                     &params,
                     config.server.max_pixels,
                     None,
+                    None,
                 )
                 .await
                 .map_err(|e| CliError::Predict(path.display().to_string(), e))?;

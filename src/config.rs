@@ -62,6 +62,9 @@ pub struct ServerConfig {
     /// memory that concurrent large uploads take; an image larger than the
     /// whole budget runs alone.
     pub max_decoding_pixels: u64,
+    /// Bytes of decoded images kept for the next click on the same photo
+    /// (keyed by the upload's SHA-256); 0 keeps none.
+    pub image_cache_bytes: u64,
     /// A request not answered in this time gets 504.
     pub request_timeout_ms: u64,
     /// Connections served at once; more are answered 503 at once.
@@ -100,7 +103,8 @@ impl Default for ServerConfig {
             pidfile: PathBuf::from("predictd.pid"),
             max_body_bytes: 20 * 1024 * 1024,
             max_pixels: 40_000_000,
-            max_decoding_pixels: 24_000_000,
+            max_decoding_pixels: 36_000_000,
+            image_cache_bytes: 64 * 1024 * 1024,
             request_timeout_ms: 5000,
             max_connections: 256,
             max_connections_per_uid: 64,

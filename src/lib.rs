@@ -20,6 +20,7 @@
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`predict`]: one prediction, shared by the API and `predictd predict`.
 //! - [`imaging`]: sniff, size-check, decode, orient, crop, resize.
+//! - [`cache`]: decoded images kept for the next click on the same photo.
 //! - [`models`]: the registry of tract plans and their worker threads.
 //! - [`fold`]: the graph rewrites applied to every loaded graph.
 //! - [`client`]: talking to a running daemon (`predict --socket`, `bench`).
@@ -43,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;

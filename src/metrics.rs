@@ -74,6 +74,10 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Pixels held in the `max-decoding-pixels` budget.
     pub decoding_pixels: Gauge,
+    pub image_cache_hits: Counter,
+    pub image_cache_misses: Counter,
+    pub image_cache_bytes: Gauge,
+    pub image_cache_images: Gauge,
     pub connections_refused: Family<LimitLabels, Counter>,
     pub resident_memory: Gauge,
     pub virtual_memory: Gauge,
@@ -200,6 +204,30 @@ impl Metrics {
              (bounded by max-decoding-pixels)",
             decoding_pixels.clone(),
         );
+        let image_cache_hits = Counter::default();
+        registry.register(
+            "predictd_image_cache_hits",
+            "Predictions whose decoded image came from the image cache",
+            image_cache_hits.clone(),
+        );
+        let image_cache_misses = Counter::default();
+        registry.register(
+            "predictd_image_cache_misses",
+            "Predictions that decoded their image (and offered it to the cache)",
+            image_cache_misses.clone(),
+        );
+        let image_cache_bytes = Gauge::default();
+        registry.register(
+            "predictd_image_cache_bytes",
+            "Bytes of decoded images in the image cache (bounded by image-cache-bytes)",
+            image_cache_bytes.clone(),
+        );
+        let image_cache_images = Gauge::default();
+        registry.register(
+            "predictd_image_cache_images",
+            "Decoded images in the image cache",
+            image_cache_images.clone(),
+        );
         let connections_refused = Family::<LimitLabels, Counter>::default();
         registry.register(
             "predictd_connections_refused",
@@ -236,6 +264,10 @@ impl Metrics {
             feedback_hit_ratio,
             in_flight,
             decoding_pixels,
+            image_cache_hits,
+            image_cache_misses,
+            image_cache_bytes,
+            image_cache_images,
             connections_refused,
             resident_memory,
             virtual_memory,

@@ -137,6 +137,9 @@ pub struct Prediction {
     /// What each model offered, kept for feedback bookkeeping, not sent.
     #[serde(skip)]
     pub offers: Vec<crate::feedback::Offer>,
+    /// Whether the decoded image came from the cache (`None`: no cache).
+    #[serde(skip)]
+    pub cache_hit: Option<bool>,
 }
 
 /// Indices and probabilities of the `n` most probable outputs, best first.
@@ -154,6 +157,33 @@ fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 100.0
 }
 
+/// Decodes `bytes` on a blocking thread, first taking the image's pixels
+/// from `budget`: the returned permit holds them until the caller drops it,
+/// after the models are done with the image.
+async fn decode_within(
+    bytes: bytes::Bytes,
+    max_pixels: u64,
+    budget: Option<&imaging::PixelBudget>,
+) -> Result<(imaging::Decoded, Option<tokio::sync::OwnedSemaphorePermit>), PredictError> {
+    let permit = match budget {
+        Some(budget) => {
+            let (_, w, h) = imaging::header_dimensions(&bytes)?;
+            let pixels = u64::from(w) * u64::from(h);
+            if pixels > max_pixels {
+                // refused by `decode` below, without holding anything
+                None
+            } else {
+                Some(budget.acquire(pixels).await)
+            }
+        }
+        None => None,
+    };
+    let decoded = tokio::task::spawn_blocking(move || imaging::decode(&bytes, max_pixels))
+        .await
+        .map_err(|e| PredictError::BadRequest(format!("decoder failed: {e}")))??;
+    Ok((decoded, permit))
+}
+
 /// Runs one prediction on `bytes` with the models of `registry`.
 pub async fn predict(
     registry: Arc<Registry>,
@@ -161,6 +191,7 @@ pub async fn predict(
     params: &Params,
     max_pixels: u64,
     budget: Option<&imaging::PixelBudget>,
+    cache: Option<&crate::cache::ImageCache>,
 ) -> Result<Prediction, PredictError> {
     let started = Instant::now();
     // Resolve the model names before spending time on decoding.
@@ -182,26 +213,41 @@ pub async fn predict(
             chosen
         }
     };
-    // Hold this image's pixels in the budget from before decoding until its
-    // last model has answered: the decoded image lives that long.
-    let _pixels = match budget {
-        Some(budget) => {
-            let (_, w, h) = imaging::header_dimensions(&bytes)?;
-            let pixels = u64::from(w) * u64::from(h);
-            if pixels > max_pixels {
-                // refused by `decode` below, without holding anything
-                None
-            } else {
-                Some(budget.acquire(pixels).await)
-            }
+    // The same upload as a recent one (another click on the same photo):
+    // its decoded pixels, if the cache still has them.
+    let cache = cache.filter(|c| c.enabled());
+    let key = match cache {
+        Some(_) => {
+            let b = bytes.clone();
+            let hashed = tokio::task::spawn_blocking(move || crate::cache::ImageCache::key(&b));
+            Some(
+                hashed
+                    .await
+                    .map_err(|e| PredictError::BadRequest(format!("hashing failed: {e}")))?,
+            )
         }
         None => None,
     };
-    let decoded = tokio::task::spawn_blocking(move || imaging::decode(&bytes, max_pixels))
-        .await
-        .map_err(|e| PredictError::BadRequest(format!("decoder failed: {e}")))??;
+    let cached = match (cache, &key) {
+        (Some(c), Some(k)) => c
+            .get(k)
+            .filter(|img| u64::from(img.width()) * u64::from(img.height()) <= max_pixels),
+        _ => None,
+    };
+    let cache_hit = cache.map(|_| cached.is_some());
+    let (image, _pixels) = match cached {
+        Some(image) => (image, None),
+        None => {
+            let (decoded, pixels) = decode_within(bytes, max_pixels, budget).await?;
+            let image = Arc::new(decoded.rgb);
+            if let (Some(c), Some(k)) = (cache, key) {
+                c.insert(k, image.clone());
+            }
+            (image, pixels)
+        }
+    };
     let decode_time = started.elapsed();
-    let (width, height) = (decoded.width(), decoded.height());
+    let (width, height) = (image.width(), image.height());
     let inside = params.x >= 0.0
         && params.y >= 0.0
         && params.x < f64::from(width)
@@ -215,7 +261,6 @@ pub async fn predict(
         });
     }
     let (x, y) = (params.x.floor() as u32, params.y.floor() as u32);
-    let image = Arc::new(decoded.rgb);
     // Queue every model's job before awaiting any, so they run side by side.
     let mut pending = Vec::with_capacity(models.len());
     for m in &models {
@@ -230,6 +275,7 @@ pub async fn predict(
         crops: BTreeMap::new(),
         timing_ms: BTreeMap::new(),
         offers: Vec::with_capacity(models.len()),
+        cache_hit,
     };
     out.timing_ms.insert("decode".into(), ms(decode_time));
     for (m, rx) in models.iter().zip(pending) {

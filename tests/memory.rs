@@ -35,8 +35,9 @@ fn rss_kib(d: &Daemon, field: &str) -> u64 {
 /// Sends `n` copies of `photo` at once; every one must be answered 200.
 /// Returns how much the daemon's peak resident memory grew, in MiB.
 fn burst(budget: u64, photo: &[u8], n: usize) -> u64 {
+    // No image cache: each request must decode, as distinct photos would.
     let d = Daemon::start(&format!(
-        "max-decoding-pixels = {budget}\nrequest-timeout-ms = 120000"
+        "max-decoding-pixels = {budget}\nrequest-timeout-ms = 120000\nimage-cache-bytes = 0"
     ));
     // one request first, so both daemons start from warm models
     let r = d.predict("x=2000&y=1500", photo);

@@ -1,0 +1,166 @@
+//! Decoded images kept for the next click on the same photo.
+//!
+//! A person clicks several points on one photo, and the application sends
+//! the photo again with each point. Decoding a 12 MP JPEG is the largest
+//! part of such a request, so the decoded (and EXIF-oriented) image is kept,
+//! keyed by the SHA-256 of the uploaded bytes, in a cache bounded in bytes
+//! (`image-cache-bytes`). The least recently used image goes first; an
+//! image larger than the whole bound is not kept. Models read the very same
+//! pixels on a hit as on a miss, so answers do not depend on the cache.
+
+use image::RgbImage;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The content hash an image is kept under.
+pub type Key = [u8; 32];
+
+pub struct ImageCache {
+    max_bytes: u64,
+    inner: Mutex<Inner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(Default)]
+struct Inner {
+    images: HashMap<Key, Arc<RgbImage>>,
+    /// Least recently used first.
+    order: VecDeque<Key>,
+    bytes: u64,
+}
+
+/// What `/metrics` shows of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes: u64,
+    pub images: usize,
+}
+
+fn size_of(image: &RgbImage) -> u64 {
+    image.as_raw().len() as u64
+}
+
+impl ImageCache {
+    /// A cache of at most `max_bytes` of pixels; 0 keeps nothing.
+    pub fn new(max_bytes: u64) -> ImageCache {
+        ImageCache {
+            max_bytes,
+            inner: Mutex::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.max_bytes > 0
+    }
+
+    pub fn key(bytes: &[u8]) -> Key {
+        Sha256::digest(bytes).into()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The image kept under `key`, now the most recently used; counts a
+    /// hit or a miss.
+    pub fn get(&self, key: &Key) -> Option<Arc<RgbImage>> {
+        let mut inner = self.lock();
+        let found = inner.images.get(key).cloned();
+        if found.is_some() {
+            if let Some(at) = inner.order.iter().position(|k| k == key) {
+                inner.order.remove(at);
+            }
+            inner.order.push_back(*key);
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Keeps `image` under `key`, evicting the least recently used images
+    /// until it fits; an image larger than the bound is not kept.
+    pub fn insert(&self, key: Key, image: Arc<RgbImage>) {
+        let size = size_of(&image);
+        if size > self.max_bytes {
+            return;
+        }
+        let mut inner = self.lock();
+        if let Some(old) = inner.images.insert(key, image) {
+            inner.bytes -= size_of(&old);
+            if let Some(at) = inner.order.iter().position(|k| *k == key) {
+                inner.order.remove(at);
+            }
+        }
+        inner.order.push_back(key);
+        inner.bytes += size;
+        while inner.bytes > self.max_bytes {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = inner.images.remove(&oldest) {
+                inner.bytes -= size_of(&gone);
+            }
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let inner = self.lock();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            bytes: inner.bytes,
+            images: inner.images.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(w: u32, h: u32, v: u8) -> Arc<RgbImage> {
+        Arc::new(RgbImage::from_pixel(w, h, image::Rgb([v, v, v])))
+    }
+
+    #[test]
+    fn the_least_recently_used_image_goes_first_and_the_bound_holds() {
+        // 10x10 RGB is 300 bytes; room for three
+        let cache = ImageCache::new(900);
+        let (a, b, c, d) = ([1; 32], [2; 32], [3; 32], [4; 32]);
+        cache.insert(a, image(10, 10, 1));
+        cache.insert(b, image(10, 10, 2));
+        cache.insert(c, image(10, 10, 3));
+        assert!(cache.get(&a).is_some()); // a is now the most recent
+        cache.insert(d, image(10, 10, 4)); // evicts b
+        assert!(cache.get(&b).is_none());
+        assert_eq!(cache.get(&a).unwrap().get_pixel(0, 0).0, [1, 1, 1]);
+        assert!(cache.get(&c).is_some());
+        assert!(cache.get(&d).is_some());
+        let s = cache.stats();
+        assert_eq!((s.images, s.bytes), (3, 900));
+        assert_eq!((s.hits, s.misses), (4, 1));
+        // too large for the whole cache: not kept, nothing evicted
+        cache.insert([5; 32], image(20, 20, 5));
+        assert_eq!(cache.stats().images, 3);
+        // the same key again replaces, without counting twice
+        cache.insert(d, image(10, 10, 9));
+        assert_eq!(cache.stats().bytes, 900);
+        assert_eq!(cache.get(&d).unwrap().get_pixel(0, 0).0, [9, 9, 9]);
+    }
+
+    #[test]
+    fn a_zero_bound_keeps_nothing() {
+        let cache = ImageCache::new(0);
+        assert!(!cache.enabled());
+        cache.insert([1; 32], image(1, 1, 1));
+        assert_eq!(cache.stats().images, 0);
+    }
+}
