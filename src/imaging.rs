@@ -279,6 +279,9 @@ fn decode_jpeg_strict(bytes: &[u8], max_pixels: u64) -> Result<Option<RgbImage>,
         )
     };
     let classify = |e: E| match e {
+        // Stray bytes between header segments: libjpeg warns and reads on,
+        // and so does the lenient decode this sends the file to.
+        E::FormatStatic(m) if m.contains("Extra bytes between headers") => Ok(None),
         E::FormatStatic(_) | E::HuffmanDecode(_) | E::MCUError(_) | E::ExhaustedData => {
             Err(format!("the scan data does not decode: {e}"))
         }

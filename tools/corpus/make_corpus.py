@@ -659,6 +659,59 @@ def main():
     add("jpeg-greyscale-good", jpeg(picture(40, 24), grey=True), 200, "",
         "A one-component (greyscale) JPEG is served in RGB.", "x=5&y=5")
 
+    # -- odd metadata that libjpeg (so Pillow, so the old stack) reads -------
+    # A photo is never refused for its metadata: each of these decodes
+    # completely in libjpeg, with at most a warning.
+    base = jpeg(picture(64, 48))
+    segs = jpeg_segments(base)
+    heads = [base[off:off + n] for _, off, n in segs[:-1]]  # up to the SOS
+    rest = base[segs[-1][1]:]  # SOS, scan, end of image
+    sof_at = next(k for k, (m, _, _) in enumerate(segs) if m in (0xC0, 0xC2))
+
+    def with_segments(before=(), after_sof=(), junk_at=None, junk=b""):
+        out = [b"\xff\xd8"]
+        out += [segment(m, payload) for m, payload in before]
+        for k, h in enumerate(heads):
+            if k == junk_at:
+                out.append(junk)
+            out.append(h)
+            if k == sof_at:
+                out += [segment(m, payload) for m, payload in after_sof]
+        if junk_at == len(heads):
+            out.append(junk)
+        return b"".join(out) + rest
+
+    odd = [
+        ("jpeg-odd-exif-garbage", with_segments([(0xE1, b"Exif\0\0MM\0\x2a\x7f\xff\xff\xf0" + b"\x01" * 20)]),
+         "An EXIF block whose first IFD lies far past the segment."),
+        ("jpeg-odd-exif-bad-byte-order", with_segments([(0xE1, b"Exif\0\0XX\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03")]),
+         "An EXIF block with neither II nor MM byte order."),
+        ("jpeg-odd-exif-truncated-ifd", with_segments([(0xE1, b"Exif\0\0II\x2a\0\x08\0\0\0\x05\0\x12\x01\x03\0\x01\0")]),
+         "An EXIF IFD that claims 5 entries and holds less than one."),
+        ("jpeg-odd-exif-orientation-9", with_segments([(0xE1, b"Exif\0\0II\x2a\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x09\0\0\0\0\0\0\0")]),
+         "An orientation tag of 9 (only 1-8 exist): served as stored."),
+        ("jpeg-odd-junk-before-marker", with_segments(junk_at=sof_at, junk=b"\x00\x13\x37\x00"),
+         "Stray bytes between two segments (libjpeg: 'extraneous bytes before marker', a warning)."),
+        ("jpeg-odd-junk-before-sos", with_segments(junk_at=len(heads), junk=b"\x00\x00\x00\x00"),
+         "Stray bytes just before the start of scan."),
+        ("jpeg-odd-icc-after-sof", with_segments(after_sof=[(0xE2, b"ICC_PROFILE\0\x01\x01" + bytes(200))]),
+         "An ICC profile segment after the frame header, as some writers place it."),
+        ("jpeg-odd-photoshop-app13-truncated", with_segments([(0xED, b"Photoshop 3.0\x008BIM\x04\x04\0\0\0\0\x01\0")]),
+         "A Photoshop APP13 block whose 8BIM resource is cut short."),
+        ("jpeg-odd-app14-short", with_segments([(0xEE, b"Adob")]),
+         "An APP14 segment too short to be Adobe's."),
+        ("jpeg-odd-empty-app-segment", with_segments([(0xE5, b"")]),
+         "An application segment with no payload."),
+        ("jpeg-odd-binary-comment", with_segments([(0xFE, bytes(range(256)))]),
+         "A comment segment of binary bytes."),
+        ("jpeg-odd-fill-bytes-before-marker", with_segments(junk_at=sof_at, junk=b"\xff\xff\xff"),
+         "0xFF fill bytes before a marker (allowed by the standard)."),
+        ("jpeg-odd-trailing-bytes", base + bytes(100) + b"garbage",
+         "Bytes after the end-of-image marker (cameras append thumbnails and maker data)."),
+    ]
+    for name, data, why in odd:
+        add(name, data, 200, "", why, "x=63&y=47")
+
     # -- corrupt ------------------------------------------------------------
     bad = bytearray(png_small)
     bad[29] ^= 0xFF  # the first byte of the IHDR CRC
