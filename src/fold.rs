@@ -167,6 +167,25 @@ mod tests {
     use tract_tensorflow::tract_core::ops::math::{add, mul};
     use tract_tensorflow::tract_core::ops::nn::DataFormat;
 
+    /// An NHWC 3x3 depthwise convolution over `c` channels, TF `SAME`.
+    fn depthwise_3x3(c: usize) -> Conv {
+        let pool_spec = PoolSpec {
+            data_format: DataFormat::NHWC,
+            kernel_shape: tvec!(3, 3),
+            padding: PaddingSpec::SameUpper,
+            dilations: None,
+            strides: None,
+            input_channels: c,
+            output_channels: c,
+        };
+        Conv {
+            pool_spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group: c,
+            q_params: None,
+        }
+    }
+
     /// NHWC depthwise 3x3 over 5 channels, then `* scale + shift`, both per
     /// channel, as a batch norm folded by TensorFlow leaves them.
     fn conv_scale_shift() -> TypedModel {
@@ -181,22 +200,7 @@ mod tests {
         let b = model
             .add_const("b", Tensor::from_shape(&[c], &b).unwrap())
             .unwrap();
-        let pool_spec = PoolSpec {
-            data_format: DataFormat::NHWC,
-            kernel_shape: tvec!(3, 3),
-            padding: PaddingSpec::SameUpper,
-            dilations: None,
-            strides: None,
-            input_channels: c,
-            output_channels: c,
-        };
-        let conv = Conv {
-            pool_spec,
-            kernel_fmt: KernelFormat::OIHW,
-            group: c,
-            q_params: None,
-        };
-        let y = model.wire_node("dw", conv, &[x, k, b]).unwrap()[0];
+        let y = model.wire_node("dw", depthwise_3x3(c), &[x, k, b]).unwrap()[0];
         let s: Vec<f32> = (0..c).map(|i| 0.5 + i as f32).collect();
         let s = model
             .add_const("s", Tensor::from_shape(&[1, 1, 1, c], &s).unwrap())
@@ -248,22 +252,7 @@ mod tests {
         let b = model
             .add_const("b", Tensor::from_shape(&[2], &[0f32, 0.]).unwrap())
             .unwrap();
-        let pool_spec = PoolSpec {
-            data_format: DataFormat::NHWC,
-            kernel_shape: tvec!(3, 3),
-            padding: PaddingSpec::SameUpper,
-            dilations: None,
-            strides: None,
-            input_channels: 2,
-            output_channels: 2,
-        };
-        let conv = Conv {
-            pool_spec,
-            kernel_fmt: KernelFormat::OIHW,
-            group: 2,
-            q_params: None,
-        };
-        let y = model.wire_node("dw", conv, &[x, k, b]).unwrap()[0];
+        let y = model.wire_node("dw", depthwise_3x3(2), &[x, k, b]).unwrap()[0];
         // one value per column, not per channel
         let w = Tensor::from_shape(&[1, 1, 4, 1], &[1f32, 2., 3., 4.]).unwrap();
         let w = model.add_const("w", w).unwrap();

@@ -4,15 +4,6 @@
 mod common;
 use common::*;
 
-/// The value of one metric line (`name{labels}` or `name`), 0 if absent.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Everything of an answer that does not change between identical requests.
 fn answer(r: &Response) -> serde_json::Value {
     assert_eq!(r.status, 200, "{}", r.text());

@@ -21,15 +21,6 @@ fn feedback(d: &Daemon, id: &str, model: &str, chosen: &str) -> Response {
     d.post("/v1/feedback", "application/json", body.as_bytes())
 }
 
-/// The value of one metric line (`name{labels}`), 0 if absent.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn hit_rates_follow_what_users_chose_and_survive_a_crash() {
     let logs = tempfile::tempdir().unwrap();

@@ -219,138 +219,79 @@ unsafe fn run<L: Lanes>(
     }
 }
 
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn avx512f_body(
-    input: *const f32,
-    output: *mut f32,
-    kernel: *const f32,
-    tap_indices: &[usize],
-    offsets: &[isize],
-    bias: *const f32,
-    channels: usize,
-    k_stride: usize,
-    len: usize,
-    in_stride: isize,
-    out_stride: isize,
-) {
-    unsafe {
-        run::<Avx512>(
-            input,
-            output,
-            kernel,
-            tap_indices,
-            offsets,
-            bias,
-            channels,
-            k_stride,
-            len,
-            in_stride,
-            out_stride,
-        )
-    }
+/// An instruction set's entry point: a body with its features enabled, in
+/// which [`run`] is inlined for its [`Lanes`], and the public function the
+/// registry calls (a plain `unsafe fn`, which the body cannot be).
+macro_rules! entry {
+    ($(#[$doc:meta])* $name:ident, $body:ident, $features:literal, $lanes:ty) => {
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $body(
+            input: *const f32,
+            output: *mut f32,
+            kernel: *const f32,
+            tap_indices: &[usize],
+            offsets: &[isize],
+            bias: *const f32,
+            channels: usize,
+            k_stride: usize,
+            len: usize,
+            in_stride: isize,
+            out_stride: isize,
+        ) {
+            unsafe {
+                run::<$lanes>(
+                    input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
+                    in_stride, out_stride,
+                )
+            }
+        }
+
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn $name(
+            input: *const f32,
+            output: *mut f32,
+            kernel: *const f32,
+            tap_indices: &[usize],
+            offsets: &[isize],
+            bias: *const f32,
+            channels: usize,
+            k_stride: usize,
+            len: usize,
+            in_stride: isize,
+            out_stride: isize,
+        ) {
+            unsafe {
+                $body(
+                    input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
+                    in_stride, out_stride,
+                )
+            }
+        }
+    };
 }
 
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn avx2_fma_body(
-    input: *const f32,
-    output: *mut f32,
-    kernel: *const f32,
-    tap_indices: &[usize],
-    offsets: &[isize],
-    bias: *const f32,
-    channels: usize,
-    k_stride: usize,
-    len: usize,
-    in_stride: isize,
-    out_stride: isize,
-) {
-    unsafe {
-        run::<Avx2Fma>(
-            input,
-            output,
-            kernel,
-            tap_indices,
-            offsets,
-            bias,
-            channels,
-            k_stride,
-            len,
-            in_stride,
-            out_stride,
-        )
-    }
-}
+entry!(
+    /// AVX-512F channel-inner depthwise run; the contract is
+    /// [`tract_linalg::routines::DepthwiseCF32`]'s.
+    ///
+    /// # Safety
+    /// That contract's, and the CPU must support AVX-512F.
+    depthwise_c_f32_avx512f,
+    avx512f_body,
+    "avx512f",
+    Avx512
+);
 
-/// AVX-512F channel-inner depthwise run; the contract is
-/// [`tract_linalg::routines::DepthwiseCF32`]'s.
-///
-/// # Safety
-/// That contract's, and the CPU must support AVX-512F.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn depthwise_c_f32_avx512f(
-    input: *const f32,
-    output: *mut f32,
-    kernel: *const f32,
-    tap_indices: &[usize],
-    offsets: &[isize],
-    bias: *const f32,
-    channels: usize,
-    k_stride: usize,
-    len: usize,
-    in_stride: isize,
-    out_stride: isize,
-) {
-    unsafe {
-        avx512f_body(
-            input,
-            output,
-            kernel,
-            tap_indices,
-            offsets,
-            bias,
-            channels,
-            k_stride,
-            len,
-            in_stride,
-            out_stride,
-        )
-    }
-}
-
-/// AVX2+FMA channel-inner depthwise run; the contract is
-/// [`tract_linalg::routines::DepthwiseCF32`]'s.
-///
-/// # Safety
-/// That contract's, and the CPU must support AVX2 and FMA.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn depthwise_c_f32_avx2_fma(
-    input: *const f32,
-    output: *mut f32,
-    kernel: *const f32,
-    tap_indices: &[usize],
-    offsets: &[isize],
-    bias: *const f32,
-    channels: usize,
-    k_stride: usize,
-    len: usize,
-    in_stride: isize,
-    out_stride: isize,
-) {
-    unsafe {
-        avx2_fma_body(
-            input,
-            output,
-            kernel,
-            tap_indices,
-            offsets,
-            bias,
-            channels,
-            k_stride,
-            len,
-            in_stride,
-            out_stride,
-        )
-    }
-}
+entry!(
+    /// AVX2+FMA channel-inner depthwise run; the contract is
+    /// [`tract_linalg::routines::DepthwiseCF32`]'s.
+    ///
+    /// # Safety
+    /// That contract's, and the CPU must support AVX2 and FMA.
+    depthwise_c_f32_avx2_fma,
+    avx2_fma_body,
+    "avx2,fma",
+    Avx2Fma
+);
