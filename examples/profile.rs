@@ -13,11 +13,10 @@
 //! environment (`PROFILE_INPUT`, `PROFILE_OUTPUT`).
 
 use predictd::config::Config;
-use predictd::models::{optimized_plan, run_on};
+use predictd::models::{executor_for, optimized_plan, run_on};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
-use tract_linalg::multithread::Executor;
 use tract_tensorflow::prelude::*;
 
 fn main() {
@@ -51,11 +50,8 @@ fn main() {
         .map(|i| ((i % 255) as f32 - 127.0) / 128.0)
         .collect();
     let input = Tensor::from_shape(&[1, size, size, 3], &data).unwrap();
-    let executor = if threads > 1 {
-        Executor::multithread(threads)
-    } else {
-        Executor::SingleThread
-    };
+    spec.threads = threads;
+    let executor = executor_for(&spec);
 
     let model = plan.model();
     let mut per_node = vec![0f64; model.nodes.len()];

@@ -97,6 +97,15 @@ pub struct State {
     pub image_cache: crate::cache::ImageCache,
 }
 
+/// A `[server]` size fixed at start (the budget and cache are built from it
+/// once): a reload that changes it warns and keeps the running value.
+fn keep_until_restart(key: &str, new: &mut u64, running: u64) {
+    if *new != running {
+        log::warn!("reload: a new server.{key} takes a restart; still {running}");
+        *new = running;
+    }
+}
+
 /// What a successful reload swapped in.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReloadReport {
@@ -163,20 +172,16 @@ impl State {
                     );
                     config.server.feedback_log = old.server.feedback_log.clone();
                 }
-                if config.server.max_decoding_pixels != old.server.max_decoding_pixels {
-                    log::warn!(
-                        "reload: a new server.max-decoding-pixels takes a restart; still {}",
-                        old.server.max_decoding_pixels
-                    );
-                    config.server.max_decoding_pixels = old.server.max_decoding_pixels;
-                }
-                if config.server.image_cache_bytes != old.server.image_cache_bytes {
-                    log::warn!(
-                        "reload: a new server.image-cache-bytes takes a restart; still {}",
-                        old.server.image_cache_bytes
-                    );
-                    config.server.image_cache_bytes = old.server.image_cache_bytes;
-                }
+                keep_until_restart(
+                    "max-decoding-pixels",
+                    &mut config.server.max_decoding_pixels,
+                    old.server.max_decoding_pixels,
+                );
+                keep_until_restart(
+                    "image-cache-bytes",
+                    &mut config.server.image_cache_bytes,
+                    old.server.image_cache_bytes,
+                );
                 self.feedback.set_capacity(config.server.recent_predictions);
                 let models = registry
                     .models

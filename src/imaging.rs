@@ -421,7 +421,16 @@ pub struct Window {
     pub height: u32,
 }
 
-/// The window a crop policy gives around `(px, py)` in a `w` x `h` image.
+impl Window {
+    /// Whether the window lies wholly inside `img`.
+    fn inside(&self, img: &RgbImage) -> bool {
+        self.x >= 0
+            && self.y >= 0
+            && self.x + i64::from(self.width) <= i64::from(img.width())
+            && self.y + i64::from(self.height) <= i64::from(img.height())
+    }
+}
+
 /// The pixels of images being decoded or held for the models at once,
 /// across all requests (`max-decoding-pixels`). Counted in units of 1024
 /// pixels, the granularity of tokio's semaphore permits.
@@ -461,6 +470,7 @@ impl PixelBudget {
     }
 }
 
+/// The window a crop policy gives around `(px, py)` in a `w` x `h` image.
 /// Fractions shift the window to stay inside; pixel squares are centred on
 /// the point and may reach past the border (those pixels are clamped).
 pub fn window(crop: Crop, w: u32, h: u32, px: u32, py: u32) -> Window {
@@ -533,11 +543,7 @@ fn prereduce_factor(win: Window, tw: u32, th: u32) -> Option<u32> {
 /// instead) or if the library refuses the buffers.
 fn prereduce(img: &RgbImage, win: Window, k: u32) -> Option<RgbImage> {
     use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-    let inside = win.x >= 0
-        && win.y >= 0
-        && win.x + i64::from(win.width) <= i64::from(img.width())
-        && win.y + i64::from(win.height) <= i64::from(img.height());
-    if !inside {
+    if !win.inside(img) {
         return None;
     }
     let src =
@@ -560,11 +566,7 @@ fn prereduce(img: &RgbImage, win: Window, k: u32) -> Option<RgbImage> {
 /// (edge pixels repeat), so a window at a corner or an image smaller than
 /// the window still gives a full patch.
 fn extract(img: &RgbImage, win: Window) -> RgbImage {
-    let inside = win.x >= 0
-        && win.y >= 0
-        && win.x + i64::from(win.width) <= i64::from(img.width())
-        && win.y + i64::from(win.height) <= i64::from(img.height());
-    if inside {
+    if win.inside(img) {
         return imageops::crop_imm(img, win.x as u32, win.y as u32, win.width, win.height)
             .to_image();
     }

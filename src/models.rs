@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_tensorflow::prelude::*;
 use tract_tensorflow::tfpb::tensorflow::{DataType, GraphDef};
 
@@ -59,8 +60,6 @@ pub enum ModelError {
 }
 
 type Plan = Arc<TypedRunnableModel>;
-
-use tract_linalg::multithread::{multithread_tract_scope, Executor};
 
 /// A pool of `threads` threads for one worker, or the worker thread alone.
 ///

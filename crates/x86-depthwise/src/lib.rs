@@ -94,19 +94,22 @@ pub fn ensure_linked() -> Option<&'static str> {
 }
 
 /// Every depthwise kernel of this crate that this machine can run, by name,
-/// best last: for tests and benchmarks that want to call one directly.
+/// best last: for tests and benchmarks that want to call one directly. Read
+/// from tract's registry, so what "can run" means is what the registrations
+/// above declare.
 pub fn runnable_here() -> Vec<(&'static str, tract_linalg::routines::DepthwiseCF32)> {
-    let mut out: Vec<(&'static str, tract_linalg::routines::DepthwiseCF32)> =
-        vec![(PORTABLE, portable::depthwise_c_f32)];
-    #[cfg(target_arch = "x86_64")]
-    {
-        let isa = tract_linalg::isa::native();
-        if isa.has(Isa::X86_64Avx2) && isa.has(Isa::X86_64Fma) {
-            out.push((AVX2_FMA, x86_64::depthwise_c_f32_avx2_fma));
-        }
-        if isa.has(Isa::X86_64Avx512f) {
-            out.push((AVX512F, x86_64::depthwise_c_f32_avx512f));
-        }
-    }
-    out
+    let isa = tract_linalg::isa::native();
+    [PORTABLE, AVX2_FMA, AVX512F]
+        .into_iter()
+        .filter_map(|ours| {
+            tract_linalg::routines::declared()
+                .filter(|r| r.func == Func::DepthwiseC && r.runnable_on(&isa))
+                .find_map(|r| match r.factory {
+                    RoutineFactory::DepthwiseCF32 { name, run } if name == ours => {
+                        Some((name, run))
+                    }
+                    _ => None,
+                })
+        })
+        .collect()
 }
