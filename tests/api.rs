@@ -421,7 +421,10 @@ fn a_full_queue_is_answered_at_once_with_503() {
     let models = models
         .replace("/usr/share/predictd/", &format!("{}/", root().display()))
         .replace("workers = 2\nqueue = 16", "workers = 1\nqueue = 1");
-    let d = Daemon::start_with("", Some(&models));
+    // No image cache: a burst of distinct uploads each decodes, as here;
+    // with ten copies of one photo served from the cache, all ten reach the
+    // queue in the same instant, before the worker has taken the first.
+    let d = Daemon::start_with("image-cache-bytes = 0", Some(&models));
     let image = photo("skimage-rocket.jpg");
     let results: Vec<(u16, String, std::time::Duration)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..10)
