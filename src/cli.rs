@@ -3,6 +3,7 @@
 
 use crate::api::State;
 use crate::client::{self, Client};
+use hyper::{Method, StatusCode};
 use crate::config::{Config, ConfigError};
 use crate::daemon::{self, DaemonError};
 use crate::imaging::ImageError;
@@ -100,6 +101,18 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// For probes: exit 0 when the daemon answers /healthz (/readyz with --ready), else 69.
+    Health {
+        /// Default: the built-in default socket (predictd.sock in the current folder).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Ask /readyz (every model loaded) instead of /healthz.
+        #[arg(long)]
+        ready: bool,
+        /// Deadline of the whole check.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 /// Everything that can stop a subcommand, for the exit code.
@@ -115,6 +128,21 @@ pub enum CliError {
     Daemon(#[from] DaemonError),
     #[error(transparent)]
     Client(#[from] client::ClientError),
+    /// The daemon answered, and refused.
+    #[error("{what}: predictd answered {status} {code}: {message}")]
+    Refused {
+        what: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The daemon did not answer (or not in time).
+    #[error("{what}: {code}: {message}")]
+    Unavailable {
+        what: String,
+        code: String,
+        message: String,
+    },
     #[error("{0}: {1}")]
     Predict(String, PredictError),
     #[error("Cannot read {path}: {source}")]
@@ -149,8 +177,8 @@ impl CliError {
             CliError::Server(ServerError::SocketInUse(_)) => EX_TEMPFAIL,
             CliError::Server(_) => EX_CANTCREAT,
             CliError::Daemon(d) => daemon_exit_code(d),
-            CliError::Client(client::ClientError::Connect { .. }) => EX_UNAVAILABLE,
-            CliError::Client(client::ClientError::Status { .. }) => EX_DATAERR,
+            CliError::Client(_) | CliError::Unavailable { .. } => EX_UNAVAILABLE,
+            CliError::Refused { .. } => EX_DATAERR,
             CliError::Predict(_, PredictError::Image(ImageError::UnsupportedFormat)) => EX_DATAERR,
             CliError::Predict(_, PredictError::Model(_)) => EX_SOFTWARE,
             CliError::Predict(..) => EX_DATAERR,
@@ -266,6 +294,11 @@ fn run(command: Command) -> Result<(), CliError> {
             let runtime = runtime(1)?;
             runtime.block_on(predict_cli(config, socket, x, y, models, top, json, images))
         }
+        Command::Health {
+            socket,
+            ready,
+            timeout_ms,
+        } => health(socket, ready, timeout_ms),
         Command::Bench {
             socket,
             concurrency,
@@ -294,8 +327,8 @@ fn run(command: Command) -> Result<(), CliError> {
                 } else {
                     requests
                 };
-                let report = client::bench(
-                    Client::new(&socket),
+                let report = crate::bench::bench(
+                    Client::new(&socket).timeout(BENCH_TIMEOUT),
                     inputs,
                     concurrency,
                     requests,
@@ -307,6 +340,33 @@ fn run(command: Command) -> Result<(), CliError> {
                 Ok(())
             })
         }
+    }
+}
+
+/// A request of `bench` or `predict --socket` that takes longer is an error.
+const BENCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `health`: one GET within the deadline; 0 for a 200, else 69 saying why.
+fn health(socket: Option<PathBuf>, ready: bool, timeout_ms: u64) -> Result<(), CliError> {
+    let socket = match socket {
+        Some(s) => s,
+        None => Config::load(None)?.server.socket,
+    };
+    let route = if ready { "/readyz" } else { "/healthz" };
+    let runtime = runtime(1)?;
+    let client = Client::new(&socket).timeout(Duration::from_millis(timeout_ms));
+    let answer = runtime.block_on(client.send(Method::GET, route, "text/plain", Default::default()));
+    match answer {
+        Ok((StatusCode::OK, _)) => {
+            println!("ok {} {route}", socket.display());
+            Ok(())
+        }
+        Ok((status, body)) => Err(CliError::Unavailable {
+            what: format!("{} {route}", socket.display()),
+            code: status.as_u16().to_string(),
+            message: String::from_utf8_lossy(&body).trim().to_string(),
+        }),
+        Err(e) => Err(CliError::Client(e)),
     }
 }
 
@@ -341,7 +401,9 @@ async fn predict_cli(
     )
     .map_err(|e| CliError::Predict("arguments".into(), e))?;
     let target = match socket {
-        Some(socket) => Err(Client::new(&socket)),
+        Some(socket) => Err(Client::new(&socket)
+            .timeout(BENCH_TIMEOUT)
+            .circuit_breaker(0, Duration::ZERO)),
         None => {
             let config = Config::load(absolute(config).as_deref())?;
             let registry = tokio::task::spawn_blocking(move || {
@@ -372,11 +434,30 @@ async fn predict_cli(
                 serde_json::to_value(&p).expect("prediction serializes")
             }
             Err(client) => {
-                let mut query = format!("x={x}&y={y}&top={top}");
-                if let Some(m) = &models {
-                    query.push_str(&format!("&models={m}"));
+                let options = client::Options {
+                    models: params.models.clone(),
+                    top,
+                };
+                let answer = client.predict(bytes, x, y, &options).await;
+                let what = path.display().to_string();
+                match (answer.body, answer.error, answer.status) {
+                    (Some(body), _, _) => body,
+                    (None, error, Some(status)) if status != 503 => {
+                        return Err(CliError::Refused {
+                            what,
+                            status,
+                            code: error.unwrap_or_default(),
+                            message: answer.message.unwrap_or_default(),
+                        })
+                    }
+                    (None, error, _) => {
+                        return Err(CliError::Unavailable {
+                            what,
+                            code: error.unwrap_or_default(),
+                            message: answer.message.unwrap_or_default(),
+                        })
+                    }
                 }
-                client.predict(bytes.into(), &query).await?
             }
         };
         if json {

@@ -4,7 +4,7 @@
 //! # A tour of the modules
 //!
 //! - [`cli`]: the command line (`serve`, `check`, `config`, `predict`,
-//!   `bench`) and the one mapping from errors to exit codes.
+//!   `bench`, `health`) and the one mapping from errors to exit codes.
 //! - [`config`]: the TOML file, parsed and validated into typed values.
 //! - [`daemon`]: fork, pidfile, and the pipe that tells the waiting parent
 //!   the daemon is ready.
@@ -23,7 +23,10 @@
 //! - [`cache`]: decoded images kept for the next click on the same photo.
 //! - [`models`]: the registry of tract plans and their worker threads.
 //! - [`fold`]: the graph rewrites applied to every loaded graph.
-//! - [`client`]: talking to a running daemon (`predict --socket`, `bench`).
+//! - [`client`]: the client for applications (async and blocking): a
+//!   deadline per call, errors as values, a circuit breaker; also used by
+//!   `predict --socket`, `bench` and `health`.
+//! - [`bench`]: `predictd bench`'s load and its percentiles.
 //!
 //! # The path of one request
 //!
@@ -44,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod client;
