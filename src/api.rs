@@ -511,12 +511,14 @@ async fn drain_small_body<B: RequestBody>(req: Request<B>) {
 }
 
 /// Takes a token from the caller's bucket: the uid on the socket, the
-/// address on TCP.
-fn rate_limit(state: &State, peer: &Peer) -> Result<(), ApiError> {
+/// address on TCP, or, for a proxy among `trusted-proxy-uids`, the client
+/// address it names in `X-Forwarded-For`.
+fn rate_limit(state: &State, peer: &Peer, headers: &hyper::HeaderMap) -> Result<(), ApiError> {
     let server = &state.config.load().server;
+    let caller = forwarded_caller(&server.trusted_proxy_uids, peer, headers).unwrap_or(peer.caller());
     state
         .limiter
-        .check(peer.caller(), server.rate_per_uid, server.rate_burst)
+        .check(caller, server.rate_per_uid, server.rate_burst)
         .map_err(|wait| {
             state
                 .metrics
@@ -527,6 +529,23 @@ fn rate_limit(state: &State, peer: &Peer) -> Result<(), ApiError> {
                 .inc();
             ApiError::RateLimited(wait)
         })
+}
+
+/// The client a trusted proxy (a Unix peer whose uid is in
+/// `trusted-proxy-uids`) names: the last address of `X-Forwarded-For`, the
+/// one the proxy itself added. Anyone else's header is ignored.
+fn forwarded_caller(trusted: &[u32], peer: &Peer, headers: &hyper::HeaderMap) -> Option<Caller> {
+    let uid = peer.uid()?;
+    if !trusted.contains(&uid) {
+        return None;
+    }
+    let last = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()?;
+    last.trim().parse().ok().map(Caller::Addr)
 }
 
 /// The longest a 429 is held back (see `dispatch`).
@@ -549,7 +568,7 @@ async fn dispatch(
     let admitted = route(req.method(), req.uri().path()).and_then(|route| {
         authorize(state, &peer, &req, route)?;
         if !matches!(route, Route::Healthz | Route::Readyz | Route::Metrics) {
-            rate_limit(state, &peer)?;
+            rate_limit(state, &peer, req.headers())?;
         }
         Ok(route)
     });

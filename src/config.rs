@@ -80,6 +80,10 @@ pub struct ServerConfig {
     pub allowed_uids: Vec<u32>,
     /// Peer uids allowed to `POST /v1/reload`.
     pub admin_uids: Vec<u32>,
+    /// Peer uids of a reverse proxy (nginx, say) whose requests are rate
+    /// limited per client address, read from the last `X-Forwarded-For`
+    /// value the proxy sets, instead of all together under its uid.
+    pub trusted_proxy_uids: Vec<u32>,
     /// Requests per second per peer uid (token bucket); 0 turns it off.
     pub rate_per_uid: u32,
     /// Bucket size: how many requests a uid may send at once.
@@ -112,6 +116,7 @@ impl Default for ServerConfig {
             image_roots: Vec::new(),
             allowed_uids: Vec::new(),
             admin_uids: vec![0],
+            trusted_proxy_uids: Vec::new(),
             rate_per_uid: 200,
             rate_burst: 400,
             feedback_log: PathBuf::new(),
