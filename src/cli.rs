@@ -1,7 +1,7 @@
 //! The command line: parse with clap, run a subcommand, map every error to
 //! a sysexits-style exit code in one place.
 
-use crate::api::State;
+use crate::state::{Options, State};
 use crate::client::{self, Client};
 use hyper::{Method, StatusCode};
 use crate::config::{Config, ConfigError};
@@ -9,7 +9,7 @@ use crate::daemon::{self, DaemonError};
 use crate::imaging::ImageError;
 use crate::models::{ModelError, Registry};
 use crate::predict::{self, Params, PredictError};
-use crate::server::{self, Options, ServerError};
+use crate::server::{self, ServerError};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -180,7 +180,7 @@ impl CliError {
             CliError::Client(_) | CliError::Unavailable { .. } => EX_UNAVAILABLE,
             CliError::Refused { .. } => EX_DATAERR,
             CliError::Predict(_, PredictError::Image(ImageError::UnsupportedFormat)) => EX_DATAERR,
-            CliError::Predict(_, PredictError::Model(_)) => EX_SOFTWARE,
+            CliError::Predict(_, PredictError::Model(_) | PredictError::Internal(_)) => EX_SOFTWARE,
             CliError::Predict(..) => EX_DATAERR,
             CliError::ReadInput { .. } => EX_NOINPUT,
             CliError::Os(_) => EX_OSERR,
@@ -200,7 +200,7 @@ fn model_exit_code(e: &ModelError) -> u8 {
 fn daemon_exit_code(e: &DaemonError) -> u8 {
     match e {
         DaemonError::PidfileLocked(_) => EX_TEMPFAIL,
-        DaemonError::ChildFailed(_) => EX_SOFTWARE,
+        DaemonError::ChildFailed(code, _) => *code,
         _ => EX_OSERR,
     }
 }
@@ -261,6 +261,8 @@ fn run(command: Command) -> Result<(), CliError> {
                 socket: absolute(socket),
                 pidfile: absolute(pidfile),
                 http,
+                cwd: std::env::current_dir()
+                    .map_err(|e| CliError::Os(format!("Cannot read the current folder: {e}")))?,
             };
             serve(options, daemon)
         }
@@ -495,39 +497,52 @@ fn print_prediction(name: &str, answer: &serde_json::Value) {
 fn serve(options: Options, as_daemon: bool) -> Result<(), CliError> {
     let config = options.load_config()?;
     // Fork first: no thread and no runtime may exist before this point.
-    let mut notifier = if as_daemon {
-        let notifier = daemon::daemonize(&config.server.pidfile, |e| daemon_exit_code(e).into())?;
-        if let Err(e) = crate::logging::init_syslog(&config.server.syslog_socket) {
-            // Still serve: a missing syslog must not stop the service.
-            let _ = e;
+    let daemonized = if as_daemon {
+        let syslog = &config.server.syslog_socket;
+        let reachable = crate::logging::syslog_reachable(syslog);
+        if let Err(reason) = &reachable {
+            eprintln!(
+                "predictd: warning: cannot log to syslog at {} ({reason}); the daemon logs to stderr instead",
+                syslog.display()
+            );
         }
-        Some(notifier)
+        let (notifier, pidfile) =
+            daemon::daemonize(&config.server.pidfile, reachable.is_err(), |e| {
+                daemon_exit_code(e).into()
+            })?;
+        let logging = match reachable {
+            Ok(()) => crate::logging::init_syslog(syslog).map_err(|e| e.to_string()),
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = logging {
+            // Still serve: a missing syslog must not stop the service.
+            let _ = crate::logging::init_stderr();
+            log::warn!(
+                "cannot log to syslog at {}: {reason}; logging to stderr instead",
+                syslog.display()
+            );
+        }
+        Some((notifier, pidfile))
     } else {
         let _ = crate::logging::init_stderr();
         None
     };
-    let notifier = Arc::new(std::sync::Mutex::new(notifier.take()));
-    let result = serve_in_process(options, config.clone(), notifier.clone());
-    if as_daemon {
-        let _ = std::fs::remove_file(&config.server.pidfile);
-    }
-    if let Err(e) = &result {
-        if let Some(mut n) = notifier.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            n.notify(Err(error_chain(e)));
-        }
+    let (notifier, pidfile) = daemonized.unzip();
+    let result = serve_in_process(options, config, notifier.clone());
+    // The pidfile goes before the waiting parent hears of a failure.
+    drop(pidfile);
+    if let (Err(e), Some(n)) = (&result, &notifier) {
+        n.notify(Err((e.exit_code(), error_chain(e))));
     }
     result
 }
 
-type SharedNotifier = Arc<std::sync::Mutex<Option<daemon::Notifier>>>;
-
 fn serve_in_process(
     options: Options,
     config: Config,
-    notifier: SharedNotifier,
+    notifier: Option<daemon::Notifier>,
 ) -> Result<(), CliError> {
-    let unix = server::bind_unix(&config)?;
-    let socket_path = config.server.socket.clone();
+    let (unix, socket_file) = server::bind_unix(&config)?;
     let (feedback, replay) = crate::feedback::FeedbackStore::open(
         &config.server.feedback_log,
         config.server.recent_predictions,
@@ -541,17 +556,22 @@ fn serve_in_process(
         );
     }
     let state = Arc::new(State::new(config, options, feedback));
+    state
+        .spawn_loader()
+        .map_err(|e| CliError::Os(format!("Cannot start the loader thread: {e}")))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     crate::signals::spawn(state.clone(), shutdown_tx)
         .map_err(|e| CliError::Os(format!("Cannot install signal handlers: {e}")))?;
     let runtime = runtime(2)?;
-    let on_ready = Box::new(move |outcome: Result<(), String>| {
-        if let Some(mut n) = notifier.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            n.notify(outcome);
+    // Errors that stop the start return from `server::run` and reach the
+    // parent with their exit code (in `serve`); `on_ready` hears only of
+    // readiness, or of a stop asked for before it.
+    let on_ready = Arc::new(move |outcome: Result<(), String>| {
+        if let Some(n) = &notifier {
+            n.notify(outcome.map_err(|reason| (EX_TEMPFAIL, reason)));
         }
     });
-    let result = runtime.block_on(server::run(state, unix, shutdown_rx, on_ready));
-    server::remove_socket(&socket_path);
+    let result = runtime.block_on(server::run(state, unix, shutdown_rx, socket_file, on_ready));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result.map_err(CliError::from)
 }

@@ -359,17 +359,27 @@ impl Client {
         };
         let exchange = async {
             let uri: hyper::Uri = Uri::new(&self.socket, path_and_query).into();
-            let req = Request::builder()
-                .method(method)
-                .uri(uri)
-                .header("content-type", content_type)
-                .body(Full::new(body))
-                .map_err(|e| connect_err(format!("bad request: {e}")))?;
-            let resp = self
-                .inner
-                .request(req)
-                .await
-                .map_err(|e| connect_err(describe(&e)))?;
+            let build = || {
+                Request::builder()
+                    .method(method.clone())
+                    .uri(uri.clone())
+                    .header("content-type", content_type)
+                    .body(Full::new(body.clone()))
+                    .map_err(|e| connect_err(format!("bad request: {e}")))
+            };
+            let resp = match self.inner.request(build()?).await {
+                Ok(resp) => resp,
+                // A kept-alive connection the daemon closed meanwhile fails
+                // before any answer: once, on a new connection, within the
+                // same deadline. (Not a retry of an answer: a 503 or 429 is
+                // returned as it is.)
+                Err(e) if !e.is_connect() => self
+                    .inner
+                    .request(build()?)
+                    .await
+                    .map_err(|e| connect_err(describe(&e)))?,
+                Err(e) => return Err(connect_err(describe(&e))),
+            };
             let status = resp.status();
             let body = resp
                 .into_body()

@@ -45,7 +45,7 @@ pub struct ServerConfig {
     pub socket: PathBuf,
     /// Octal permission bits set on the socket right after bind; whoever can
     /// open the socket can talk to the daemon unless `allowed-uids` says no.
-    pub socket_mode: String,
+    pub socket_mode: SocketMode,
     /// Group given to the socket (name or numeric gid); empty leaves the
     /// daemon's own group.
     pub socket_group: String,
@@ -94,6 +94,10 @@ pub struct ServerConfig {
     pub recent_predictions: usize,
     /// Bearer token required on `--http`; empty requires none.
     pub http_token: String,
+    /// Allows `--http` on an address other than loopback without an
+    /// `http-token`: every prediction route is then open to the network.
+    /// A risk; without it such a start is refused.
+    pub http_allow_unauthenticated: bool,
     /// Datagram socket of the syslog daemon used by `serve --daemon`.
     pub syslog_socket: PathBuf,
 }
@@ -102,7 +106,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             socket: PathBuf::from("predictd.sock"),
-            socket_mode: "0660".into(),
+            socket_mode: SocketMode(0o660),
             socket_group: String::new(),
             pidfile: PathBuf::from("predictd.pid"),
             max_body_bytes: 20 * 1024 * 1024,
@@ -122,8 +126,40 @@ impl Default for ServerConfig {
             feedback_log: PathBuf::new(),
             recent_predictions: 100_000,
             http_token: String::new(),
+            http_allow_unauthenticated: false,
             syslog_socket: PathBuf::from("/dev/log"),
         }
+    }
+}
+
+/// `socket-mode`: permission bits, written as an octal string ("0660") and
+/// parsed once, when the config is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketMode(pub u32);
+
+impl std::str::FromStr for SocketMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<SocketMode, String> {
+        let t = text.trim();
+        match u32::from_str_radix(t.trim_start_matches("0o"), 8) {
+            Ok(mode) if mode <= 0o777 && !t.is_empty() => Ok(SocketMode(mode)),
+            _ => Err(format!(
+                "socket-mode {text:?} is not an octal mode such as \"0660\""
+            )),
+        }
+    }
+}
+
+impl Serialize for SocketMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SocketMode, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -298,11 +334,24 @@ impl Config {
     /// paths (against the file's folder, or the current folder for the
     /// defaults) and validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_in(path, &std::env::current_dir().unwrap_or_default())
+    }
+
+    /// As [`Config::load`], with relative paths (of the built-in defaults,
+    /// or of a relative config path) taken against `cwd` instead of the
+    /// current folder: a daemon resolves them against the folder it was
+    /// started in, though it runs in `/` after the fork.
+    pub fn load_in(path: Option<&Path>, cwd: &Path) -> Result<Config, ConfigError> {
+        let owned;
+        let path = match path {
+            Some(p) if p.is_relative() => {
+                owned = cwd.join(p);
+                Some(owned.as_path())
+            }
+            other => other,
+        };
         let (mut config, base) = match path {
-            None => (
-                Config::default(),
-                std::env::current_dir().unwrap_or_default(),
-            ),
+            None => (Config::default(), cwd.to_owned()),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_owned(),
@@ -313,12 +362,7 @@ impl Config {
                     message,
                 })?;
                 let dir = path.parent().map(Path::to_owned).unwrap_or_default();
-                let base = if dir.as_os_str().is_empty() {
-                    std::env::current_dir().unwrap_or_default()
-                } else {
-                    dir
-                };
-                (config, base)
+                (config, dir)
             }
         };
         config.resolve_paths(&base);
@@ -353,7 +397,6 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         let s = &self.server;
-        self.socket_mode()?;
         if s.max_body_bytes == 0 {
             return bad("server.max-body-bytes must be at least 1".into());
         }
@@ -428,15 +471,26 @@ impl Config {
     }
 
     /// `server.socket-mode` as permission bits.
-    pub fn socket_mode(&self) -> Result<u32, ConfigError> {
-        let text = self.server.socket_mode.trim();
-        match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
-            Ok(mode) if mode <= 0o777 => Ok(mode),
-            _ => Err(ConfigError::Invalid(format!(
-                "server.socket-mode {text:?} is not an octal mode such as \"0660\""
-            ))),
+    /// Refuses to serve `--http` on a non-loopback address without a token,
+    /// unless `http-allow-unauthenticated` says so.
+    pub fn check_http(&self, http: Option<std::net::SocketAddr>) -> Result<(), ConfigError> {
+        let s = &self.server;
+        match http {
+            Some(addr)
+                if !addr.ip().is_loopback()
+                    && s.http_token.is_empty()
+                    && !s.http_allow_unauthenticated =>
+            {
+                Err(ConfigError::Invalid(format!(
+                    "--http {addr} is reachable from other machines and server.http-token is empty: \
+                     set http-token, listen on 127.0.0.1, or set http-allow-unauthenticated = true \
+                     to serve every route to the network without authentication"
+                )))
+            }
+            _ => Ok(()),
         }
     }
+
 
     pub fn model(&self, name: &str) -> Option<&ModelConfig> {
         self.models.iter().find(|m| m.name == name)
@@ -493,9 +547,11 @@ mod tests {
         assert!("pixels:0".parse::<Crop>().is_err());
         assert!("middle".parse::<Crop>().is_err());
         assert_eq!("pixels:9".parse::<Crop>().unwrap(), Crop::Pixels(9));
-        let mut c = Config::default();
-        c.server.socket_mode = "rw".into();
-        assert!(c.validate().is_err());
+        assert!("rw".parse::<SocketMode>().is_err());
+        assert!("0999".parse::<SocketMode>().is_err());
+        assert_eq!("0o640".parse::<SocketMode>(), Ok(SocketMode(0o640)));
+        let err = Config::parse("[server]\nsocket-mode = \"rw\"\n").unwrap_err();
+        assert!(err.contains("socket-mode"), "{err}");
         let mut c = Config::default();
         c.models[1].name = "color".into();
         assert!(c.validate().is_err());

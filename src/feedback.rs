@@ -11,7 +11,12 @@
 //!
 //! A second feedback for the same prediction and model replaces the first
 //! (the user changed their mind): the counts use the latest choice, in
-//! memory and when the log is replayed.
+//! memory and when the log is replayed. The latest choice is kept only for
+//! predictions that can still get feedback (the recent ones): memory stays
+//! bounded by `recent-predictions` however much feedback comes in. On
+//! replay a change of mind is recognised within the last
+//! 4 x `recent-predictions` choices read, which covers any change of mind
+//! the daemon could have accepted.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -129,6 +134,7 @@ struct Latest {
 #[derive(Debug, Default)]
 struct Stats {
     models: BTreeMap<String, ModelStats>,
+    /// Only for recent predictions (see the module's doc).
     latest: HashMap<(String, String), Latest>,
 }
 
@@ -218,6 +224,20 @@ struct Recent {
     offers: HashMap<String, Arc<Vec<Offer>>>,
 }
 
+impl Recent {
+    /// Drops the oldest predictions until `room` more fit in `capacity`.
+    fn evict(&mut self, room: usize) -> Vec<(String, Arc<Vec<Offer>>)> {
+        let mut evicted = Vec::new();
+        while self.order.len() + room > self.capacity {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(offers) = self.offers.remove(&old) {
+                evicted.push((old, offers));
+            }
+        }
+        evicted
+    }
+}
+
 /// What reading the log back found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Replay {
@@ -232,6 +252,11 @@ impl FeedbackStore {
     pub fn open(path: &Path, capacity: usize) -> Result<(FeedbackStore, Replay), FeedbackError> {
         let mut stats = Stats::default();
         let mut replay = Replay::default();
+        // Keys of `stats.latest` in the order read, to bound it while
+        // replaying a long log.
+        let window = capacity.max(1).saturating_mul(4);
+        let mut read_order: VecDeque<(String, String)> = VecDeque::new();
+        let mut in_window: HashMap<(String, String), u32> = HashMap::new();
         let log = if path.as_os_str().is_empty() {
             None
         } else {
@@ -254,6 +279,20 @@ impl FeedbackStore {
                     Ok(r) => {
                         stats.apply(&r);
                         replay.records += 1;
+                        let key = (r.id, r.model);
+                        *in_window.entry(key.clone()).or_default() += 1;
+                        read_order.push_back(key);
+                        if read_order.len() > window {
+                            let old = read_order.pop_front().expect("not empty");
+                            let left = in_window.get_mut(&old).map(|n| {
+                                *n -= 1;
+                                *n
+                            });
+                            if left == Some(0) {
+                                in_window.remove(&old);
+                                stats.latest.remove(&old);
+                            }
+                        }
                     }
                     Err(_) => replay.skipped += 1,
                 }
@@ -271,6 +310,8 @@ impl FeedbackStore {
             }
             Some((path.to_path_buf(), file))
         };
+        // No prediction of an earlier process can get feedback now.
+        stats.latest = HashMap::new();
         Ok((
             FeedbackStore {
                 recent: Mutex::new(Recent {
@@ -300,25 +341,43 @@ impl FeedbackStore {
                 m.versions.entry(o.version.clone()).or_default().0 += 1;
             }
         }
-        let mut recent = lock(&self.recent);
-        while recent.order.len() >= recent.capacity {
-            if let Some(old) = recent.order.pop_front() {
-                recent.offers.remove(&old);
-            }
-        }
-        recent.order.push_back(id.to_string());
-        recent.offers.insert(id.to_string(), Arc::new(offers));
+        let evicted = {
+            let mut recent = lock(&self.recent);
+            let evicted = recent.evict(1);
+            recent.order.push_back(id.to_string());
+            recent.offers.insert(id.to_string(), Arc::new(offers));
+            evicted
+        };
+        self.forget(evicted);
     }
 
     /// Changes how many predictions are remembered (on reload).
     pub fn set_capacity(&self, capacity: usize) {
-        let mut recent = lock(&self.recent);
-        recent.capacity = capacity.max(1);
-        while recent.order.len() > recent.capacity {
-            if let Some(old) = recent.order.pop_front() {
-                recent.offers.remove(&old);
+        let evicted = {
+            let mut recent = lock(&self.recent);
+            recent.capacity = capacity.max(1);
+            recent.evict(0)
+        };
+        self.forget(evicted);
+    }
+
+    /// Predictions that can no longer get feedback: their latest choices
+    /// are not needed any more.
+    fn forget(&self, evicted: Vec<(String, Arc<Vec<Offer>>)>) {
+        if evicted.is_empty() {
+            return;
+        }
+        let mut stats = lock(&self.stats);
+        for (id, offers) in evicted {
+            for o in offers.iter() {
+                stats.latest.remove(&(id.clone(), o.model.clone()));
             }
         }
+    }
+
+    /// How many (prediction, model) choices are held for changes of mind.
+    pub fn choices_held(&self) -> usize {
+        lock(&self.stats).latest.len()
     }
 
     /// Records what the user chose. Blocking (writes and syncs the log).
@@ -421,6 +480,31 @@ mod tests {
             labels: Arc::new(labels),
             top: top.iter().map(|&i| (i, 0.5)).collect(),
         }
+    }
+
+    #[test]
+    fn choices_are_held_only_for_predictions_that_can_still_get_feedback() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("feedback.jsonl");
+        let (store, _) = FeedbackStore::open(&log, 3).unwrap();
+        for n in 0..1000 {
+            let id = format!("p{n}");
+            store.record_prediction(&id, vec![offer("color", "v1", &[0, 1, 2, 3, 4]), offer("theme", "v1", &[0, 1, 2, 3, 4])]);
+            store.submit(&id, "color", "red").unwrap();
+            store.submit(&id, "theme", "blue").unwrap();
+            store.submit(&id, "theme", "green").unwrap(); // changed their mind
+            assert!(store.choices_held() <= 3 * 2, "{}", store.choices_held());
+        }
+        let r = &store.report().models["theme"];
+        assert_eq!((r.rates.feedback, r.labels.get("blue")), (1000, None));
+        drop(store);
+        // Replayed: the same counts, and nothing held after the replay.
+        let (store, replay) = FeedbackStore::open(&log, 3).unwrap();
+        assert_eq!(replay.records, 3000);
+        assert_eq!(store.choices_held(), 0);
+        let r = &store.report().models["theme"];
+        assert_eq!((r.rates.feedback, r.labels.get("blue")), (1000, None));
+        assert_eq!(r.labels["green"].feedback, 1000);
     }
 
     #[test]

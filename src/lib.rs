@@ -3,21 +3,40 @@
 //!
 //! # A tour of the modules
 //!
+//! Dependencies run one way: `cli` -> `server` -> `api` -> `predict` ->
+//! `models` -> `imaging`. Only `models` (and `fold`) know tract; nothing
+//! below `api` knows HTTP.
+//!
 //! - [`cli`]: the command line (`serve`, `check`, `config`, `predict`,
 //!   `bench`, `health`) and the one mapping from errors to exit codes.
 //! - [`config`]: the TOML file, parsed and validated into typed values.
-//! - [`daemon`]: fork, pidfile, and the pipe that tells the waiting parent
-//!   the daemon is ready.
-//! - [`signals`]: SIGHUP reloads, SIGTERM/SIGINT stop, on one thread.
-//! - [`logging`]: stderr in the foreground, syslog when daemonized.
-//! - [`server`]: binds the socket, accepts connections with the peer's
-//!   credentials, serves HTTP/1.1, drains on shutdown.
-//! - [`api`]: the route table, the handlers, the shared [`api::State`], the
-//!   one mapping from errors to HTTP status and JSON.
+//! - [`daemon`]: fork, the pidfile (removed by its guard's `Drop`), and the
+//!   pipe that tells the waiting parent "ready" or the exit code it failed
+//!   with.
+//! - [`signals`]: SIGHUP asks the loader for a reload, SIGTERM/SIGINT stop,
+//!   on one thread.
+//! - [`logging`]: stderr in the foreground, syslog when daemonized (stderr
+//!   if syslog cannot be reached).
+//! - [`server`]: binds the socket (removed by its guard's `Drop`), accepts
+//!   connections with the peer's credentials within `max-connections`,
+//!   serves HTTP/1.1 with hyper, drains on shutdown.
+//! - [`state`]: what is served -- config and models as one value swapped
+//!   whole -- and the loader thread, its only owner: the start-up load and
+//!   every reload are messages to it.
+//! - [`api`]: the route table, one handler per route, and one record per
+//!   request (in flight until dropped, then one metric sample and one log
+//!   line, 499 if the client left).
+//! - [`peer`]: who is calling (uid, address, or the client a trusted proxy
+//!   names), who may use which route, and the per-caller limits.
+//! - [`input`]: the request body within its limit, and one parser for the
+//!   prediction parameters of the query string, form fields and JSON.
+//! - [`error`]: every refusal and failure, and the one mapping to status,
+//!   code and JSON.
 //! - [`paths`]: reading images named by path, only under `image-roots`.
-//! - [`ratelimit`]: per-uid (per-address on TCP) token buckets.
+//! - [`ratelimit`]: per-caller token buckets and connection counts.
 //! - [`feedback`]: recent predictions, what users chose, hit rates, the log.
-//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`, recorded
+//!   through its methods.
 //! - [`predict`]: one prediction, shared by the API and `predictd predict`.
 //! - [`imaging`]: sniff, size-check, decode, orient, crop, resize.
 //! - [`cache`]: decoded images kept for the next click on the same photo.
@@ -30,19 +49,23 @@
 //!
 //! # The path of one request
 //!
-//! `server` accepts a connection on the socket and reads the peer's uid
-//! with `SO_PEERCRED`. hyper parses the request and calls [`api::handle`],
-//! which starts the request's timeout, picks the route from method and
-//! path, checks the caller, and for `POST /v1/predict` reads the image
-//! (raw body, multipart form or JSON path) within the body limit.
-//! [`predict::predict`] resolves the model names, decodes the image once on
-//! a blocking thread ([`imaging::decode`]: format from the bytes, pixel
-//! count from the header before any pixel is allocated, EXIF orientation),
-//! checks the point, then queues one job per model at the same time. Each
-//! model's worker thread ([`models`]) crops its window, resizes it, runs
-//! its tract plan and replies on the job's own channel; a full queue is a
-//! 503 at once. The answers are gathered into the JSON of the SPEC, and
-//! one log line records the request with its duration.
+//! `server` accepts a connection on the socket, reads the peer's uid with
+//! `SO_PEERCRED` and takes a place among `max-connections` ([`peer::admit`]).
+//! hyper parses the request and calls [`api::handle`], which opens the
+//! request's record, starts its timeout, picks the route from method and
+//! path, checks the caller ([`peer::authorize`], [`peer::rate_limit`]), and
+//! for `POST /v1/predict` reads the image and parameters
+//! ([`input::read_predict_input`]: raw body, multipart form or JSON path)
+//! within the body limit, against one snapshot of config and models
+//! ([`state::State::served`]). [`predict::predict`] resolves the model
+//! names, decodes the image once on a blocking thread ([`imaging::decode`]:
+//! format from the bytes, pixel count from the header before any pixel is
+//! allocated, EXIF orientation), checks the point, then queues one job per
+//! model at the same time. Each model's worker thread ([`models`]) crops
+//! its window, resizes it, runs its tract plan and replies on the job's
+//! own channel; a full queue is a 503 at once. The answers are gathered
+//! into the JSON of the SPEC ([`error`] maps any failure), and the
+//! request's record counts and logs it with its duration.
 
 #![forbid(unsafe_code)]
 
@@ -53,14 +76,18 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod error;
 pub mod feedback;
 pub mod fold;
 pub mod imaging;
+pub mod input;
 pub mod logging;
 pub mod metrics;
 pub mod models;
 pub mod paths;
+pub mod peer;
 pub mod predict;
 pub mod ratelimit;
 pub mod server;
 pub mod signals;
+pub mod state;

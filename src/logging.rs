@@ -55,6 +55,14 @@ pub fn init_stderr() -> Result<(), LoggingError> {
     Ok(())
 }
 
+/// Whether syslog's datagram socket at `socket` takes a connection now;
+/// the reason if not. Checked before `serve --daemon` forks, so that a
+/// daemon without syslog keeps its stderr to log to.
+pub fn syslog_reachable(socket: &Path) -> Result<(), String> {
+    let probe = std::os::unix::net::UnixDatagram::unbound().map_err(|e| e.to_string())?;
+    probe.connect(socket).map_err(|e| e.to_string())
+}
+
 /// Logs to the syslog datagram socket at `socket` as `predictd[pid]`,
 /// facility daemon.
 pub fn init_syslog(socket: &Path) -> Result<(), LoggingError> {

@@ -103,6 +103,94 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One answered (or abandoned) request: its count by route and
+    /// status, and its duration.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// One model's part of a served prediction.
+    pub fn inference(&self, model: &str, seconds: f64) {
+        let labels = ModelLabels {
+            model: model.to_string(),
+        };
+        self.inference_seconds.get_or_create(&labels).observe(seconds);
+        self.batch_size.get_or_create(&labels).observe(1.0);
+    }
+
+    /// A request refused because `model`'s queue was full.
+    pub fn queue_rejected(&self, model: &str) {
+        self.queue_rejections
+            .get_or_create(&ModelLabels {
+                model: model.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn queue_depth(&self, model: &str, depth: usize) {
+        self.queue_depth
+            .get_or_create(&ModelLabels {
+                model: model.to_string(),
+            })
+            .set(depth as i64);
+    }
+
+    /// A feedback recorded for `model`.
+    pub fn feedback(&self, model: &str) {
+        self.feedback
+            .get_or_create(&ModelLabels {
+                model: model.to_string(),
+            })
+            .inc();
+    }
+
+    /// `rank` is `top1` or `top5`.
+    pub fn hit_ratio(&self, model: &str, rank: &str, rate: f64) {
+        self.feedback_hit_ratio
+            .get_or_create(&HitLabels {
+                model: model.to_string(),
+                rank: rank.to_string(),
+            })
+            .set(rate);
+    }
+
+    /// A request refused by the rate limit, by listener (`unix`, `tcp`).
+    pub fn rate_limited(&self, listener: &str) {
+        self.rate_limited
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+
+    /// A connection refused at once, by the limit that was full.
+    pub fn connection_refused(&self, limit: &str) {
+        self.connections_refused
+            .get_or_create(&LimitLabels {
+                limit: limit.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a reload's outcome (`ok` or `failed`).
+    pub fn reload_outcome(&self, outcome: &str) {
+        self.reloads
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();

@@ -34,6 +34,9 @@ pub enum PredictError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A bug: a task died (a panic in the decoder, say).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// What the caller asks, already parsed from whichever input mode it used.
@@ -180,8 +183,25 @@ async fn decode_within(
     };
     let decoded = tokio::task::spawn_blocking(move || imaging::decode(&bytes, max_pixels))
         .await
-        .map_err(|e| PredictError::BadRequest(format!("decoder failed: {e}")))??;
+        .map_err(|e| {
+            let reason = panic_reason(e);
+            log::error!("decoder failed: {reason}");
+            PredictError::Internal(format!("The decoder failed: {reason}"))
+        })??;
     Ok((decoded, permit))
+}
+
+/// What a task that did not finish died of.
+fn panic_reason(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .map_or("a panic".into(), |m| format!("panic: {m}"))
 }
 
 /// Runs one prediction on `bytes` with the models of `registry`.
@@ -309,4 +329,23 @@ pub async fn predict(
     }
     out.timing_ms.insert("total".into(), ms(started.elapsed()));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_decoder_is_an_internal_error_with_its_reason() {
+        let died = tokio::task::spawn_blocking(|| -> u8 { panic!("bad huffman table") })
+            .await
+            .unwrap_err();
+        let reason = panic_reason(died);
+        assert_eq!(reason, "panic: bad huffman table");
+        let e: crate::error::ApiError = PredictError::Internal(reason).into();
+        assert_eq!(
+            e.status_and_code(),
+            (hyper::StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+    }
 }

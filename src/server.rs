@@ -2,19 +2,17 @@
 //! accept connections with the peer's credentials, serve HTTP/1.1 with
 //! hyper, load models, reload on demand, drain on shutdown.
 
-use crate::api::{self, Peer, State};
+use crate::api;
+use crate::peer::{admit, Held, Peer};
+use crate::state::State;
 use crate::config::Config;
-use crate::metrics::LimitLabels;
-use crate::models::{ModelError, Registry};
-use crate::ratelimit::ConnectionSlot;
+use crate::models::ModelError;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 
@@ -40,38 +38,23 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// How `serve` was asked to run, beyond the config file.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Re-read on reload; `None` means built-in defaults.
-    pub config_path: Option<PathBuf>,
-    /// `--socket`, kept across reloads.
-    pub socket: Option<PathBuf>,
-    /// `--pidfile`, kept across reloads.
-    pub pidfile: Option<PathBuf>,
-    /// `--http`: also listen on TCP.
-    pub http: Option<SocketAddr>,
-}
-
-impl Options {
-    /// Loads the config file (or defaults) and applies command-line overrides.
-    pub fn load_config(&self) -> Result<Config, crate::config::ConfigError> {
-        let mut config = Config::load(self.config_path.as_deref())?;
-        let cwd = std::env::current_dir().unwrap_or_default();
-        if let Some(s) = &self.socket {
-            config.server.socket = cwd.join(s);
-        }
-        if let Some(p) = &self.pidfile {
-            config.server.pidfile = cwd.join(p);
-        }
-        Ok(config)
-    }
-}
-
 /// Binds the Unix socket: a stale socket file left by a dead daemon is
 /// replaced, a live one or any other file is left alone. Mode and group are
 /// set right after bind, before the first connection is accepted.
-pub fn bind_unix(config: &Config) -> Result<std::os::unix::net::UnixListener, ServerError> {
+/// The socket's file: removed when this is dropped (if it is still a
+/// socket), however the server stops. The one place it is removed.
+#[derive(Debug)]
+pub struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        remove_socket(&self.0);
+    }
+}
+
+pub fn bind_unix(
+    config: &Config,
+) -> Result<(std::os::unix::net::UnixListener, SocketFile), ServerError> {
     let path = &config.server.socket;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -88,6 +71,7 @@ pub fn bind_unix(config: &Config) -> Result<std::os::unix::net::UnixListener, Se
             what: what(),
             source,
         })?;
+    let file = SocketFile(path.clone());
     listener
         .set_nonblocking(true)
         .map_err(|source| ServerError::Bind {
@@ -98,7 +82,7 @@ pub fn bind_unix(config: &Config) -> Result<std::os::unix::net::UnixListener, Se
         path: path.clone(),
         reason,
     };
-    let mode = config.socket_mode()?;
+    let mode = config.server.socket_mode.0;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| perm_err(e.to_string()))?;
     let group = config.server.socket_group.trim();
@@ -112,19 +96,22 @@ pub fn bind_unix(config: &Config) -> Result<std::os::unix::net::UnixListener, Se
         };
         std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| perm_err(e.to_string()))?;
     }
-    Ok(listener)
+    Ok((listener, file))
 }
 
-/// Serves until `shutdown` turns true, then drains. `on_ready` is called
-/// once: with `Ok` when the socket is bound and every model has passed its
-/// test inference, or with the error that stopped the start.
+/// Serves until `shutdown` turns true, then drains. `on_ready` hears `Ok`
+/// when every model has passed its test inference, and `Err` when the
+/// server stops (only the first word counts for the daemon's parent, see
+/// [`crate::daemon::Notifier`]). An error that stops the start is returned,
+/// after the socket file is gone.
 pub async fn run(
     state: Arc<State>,
     unix: std::os::unix::net::UnixListener,
     mut shutdown: watch::Receiver<bool>,
-    on_ready: Box<dyn FnOnce(Result<(), String>) + Send>,
+    socket_file: SocketFile,
+    on_ready: Arc<dyn Fn(Result<(), String>) + Send + Sync>,
 ) -> Result<(), ServerError> {
-    let socket_path = state.config.load().server.socket.clone();
+    let socket_path = state.config().server.socket.clone();
     let http = state.options.http;
     let unix = UnixListener::from_std(unix).map_err(|source| ServerError::Bind {
         what: format!("socket {}", socket_path.display()),
@@ -142,47 +129,26 @@ pub async fn run(
         None => None,
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let max_conn = state.config.load().server.max_connections;
+    let max_conn = state.config().server.max_connections;
     let slots = Arc::new(Semaphore::new(max_conn));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
 
     // Load the models on their own threads while the socket already answers
     // /healthz (and /readyz with 503). The loader reports readiness itself:
     // the accept loop below may be waiting for a connection when it ends.
-    let on_ready = Arc::new(std::sync::Mutex::new(Some(on_ready)));
-    let report = {
-        let on_ready = on_ready.clone();
-        move |outcome: Result<(), String>| {
-            if let Some(cb) = on_ready.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                cb(outcome);
-            }
-        }
-    };
+    let loaded = state.start_load();
+    let loader_report = on_ready.clone();
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<ModelError>();
-    let loader_state = state.clone();
-    let loader_report = report.clone();
-    let loader_socket = socket_path.clone();
     tokio::spawn(async move {
-        let outcome = tokio::task::spawn_blocking(move || {
-            let config = loader_state.config.load_full();
-            let started = Instant::now();
-            let registry = Registry::load(&config)?;
-            loader_state.install(registry);
-            log::info!(
-                "ready: {} models loaded in {:.0} ms",
-                config.models.len(),
-                started.elapsed().as_secs_f64() * 1e3
-            );
-            Ok::<(), ModelError>(())
-        })
-        .await
-        .unwrap_or_else(|e| Err(ModelError::Gone(e.to_string())));
+        let outcome = loaded
+            .await
+            .unwrap_or_else(|_| Err(ModelError::Gone("the loader thread is gone".into())));
         match outcome {
             Ok(()) => loader_report(Ok(())),
             Err(e) => {
                 log::error!("start failed: {e}");
-                // Clean up before the waiting parent hears of it and exits.
-                let _ = std::fs::remove_file(&loader_socket);
-                loader_report(Err(e.to_string()));
+                // The serving loop returns the error (the socket file goes
+                // with it); `serve` tells the waiting parent its exit code.
                 let _ = fail_tx.send(e);
             }
         }
@@ -204,7 +170,7 @@ pub async fn run(
                     };
                     match admit(&state, &slots, peer) {
                         Ok(held) => serve_connection(&state, &graceful, TokioIo::new(stream), peer, held),
-                        Err(limit) => refuse_connection(&state, stream, peer, limit),
+                        Err(limit) => refuse_connection(&state, &refusals, stream, peer, limit),
                     }
                 }
                 Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
@@ -212,15 +178,12 @@ pub async fn run(
             accepted = async { tcp.as_ref().unwrap().accept().await }, if tcp.is_some() => match accepted {
                 Ok((stream, addr)) => match admit(&state, &slots, Peer::Tcp(addr)) {
                     Ok(held) => serve_connection(&state, &graceful, TokioIo::new(stream), Peer::Tcp(addr), held),
-                    Err(limit) => refuse_connection(&state, stream, Peer::Tcp(addr), limit),
+                    Err(limit) => refuse_connection(&state, &refusals, stream, Peer::Tcp(addr), limit),
                 },
                 Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
             },
             _ = shutdown.changed() => {}
-            e = load_failure(&mut fail_rx) => {
-                let _ = std::fs::remove_file(&socket_path);
-                return Err(e.into());
-            }
+            e = load_failure(&mut fail_rx) => return Err(e.into()),
         }
         if *shutdown.borrow() {
             break;
@@ -230,9 +193,9 @@ pub async fn run(
     // Stop accepting: the socket file goes first so clients fail fast.
     drop(unix);
     drop(tcp);
-    let _ = std::fs::remove_file(&socket_path);
-    let timeout = Duration::from_millis(state.config.load().server.shutdown_timeout_ms);
-    let in_flight = state.in_flight.load(Ordering::SeqCst);
+    drop(socket_file);
+    let timeout = Duration::from_millis(state.config().server.shutdown_timeout_ms);
+    let in_flight = state.metrics.in_flight.get();
     log::info!(
         "stop: draining {in_flight} requests (at most {} ms)",
         timeout.as_millis()
@@ -246,7 +209,7 @@ pub async fn run(
             timeout.as_millis()
         );
     }
-    report(Err("stopped before the models were loaded".into()));
+    on_ready(Err("stopped before the models were loaded".into()));
     log::info!("stop: done");
     Ok(())
 }
@@ -262,26 +225,6 @@ async fn load_failure(rx: &mut Option<tokio::sync::oneshot::Receiver<ModelError>
     std::future::pending().await
 }
 
-/// What a served connection holds until it ends: its place among
-/// `max-connections` and among its caller's `max-connections-per-uid`.
-type Held = (tokio::sync::OwnedSemaphorePermit, ConnectionSlot);
-
-/// Takes a place for a new connection, or names the limit that is full.
-fn admit(state: &Arc<State>, slots: &Arc<Semaphore>, peer: Peer) -> Result<Held, &'static str> {
-    let per_caller = state.config.load().server.max_connections_per_uid;
-    // The caller's own limit first: a caller at its limit must not take a
-    // place of the shared pool, even for a moment.
-    let slot = state
-        .connections
-        .open(peer.caller(), per_caller)
-        .ok_or("max-connections-per-uid")?;
-    let permit = slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| "max-connections")?;
-    Ok((permit, slot))
-}
-
 fn serve_connection<I>(
     state: &Arc<State>,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
@@ -292,7 +235,7 @@ fn serve_connection<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let state = state.clone();
-    let header_timeout = Duration::from_millis(state.config.load().server.request_timeout_ms);
+    let header_timeout = Duration::from_millis(state.config().server.request_timeout_ms);
     let service = service_fn(move |req| api::handle(state.clone(), peer, req));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -307,21 +250,27 @@ fn serve_connection<I>(
     });
 }
 
+/// Refused connections answered at once (each held for at most 1.5 s);
+/// past them, a refused connection is closed without an answer, so a
+/// connect flood holds no more than this many descriptors on top of
+/// `max-connections`.
+const MAX_REFUSALS: usize = 32;
+
 /// Past `max-connections`, or past the caller's `max-connections-per-uid`,
 /// a new connection gets a 503 at once and is closed, instead of waiting
-/// unseen in the kernel's backlog.
-fn refuse_connection<S>(state: &Arc<State>, mut stream: S, peer: Peer, limit: &'static str)
-where
+/// unseen in the kernel's backlog (or, past `MAX_REFUSALS` being answered,
+/// is closed at once).
+fn refuse_connection<S>(
+    state: &Arc<State>,
+    refusals: &Arc<Semaphore>,
+    mut stream: S,
+    peer: Peer,
+    limit: &'static str,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    state
-        .metrics
-        .connections_refused
-        .get_or_create(&LimitLabels {
-            limit: limit.into(),
-        })
-        .inc();
+    state.metrics.connection_refused(limit);
     log::warn!("connection from {peer} refused: server.{limit} reached");
     let message = match limit {
         "max-connections-per-uid" => {
@@ -332,10 +281,17 @@ where
     let body = serde_json::json!({"error": {"code": "overloaded", "message": message}}).to_string();
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+         retry-after: 1\r\nconnection: close\r\nx-content-type-options: nosniff\r\n\
+         content-security-policy: {}\r\ncontent-length: {}\r\n\r\n{body}",
+        api::CONTENT_SECURITY_POLICY,
         body.len()
     );
+    let Ok(refusal) = refusals.clone().try_acquire_owned() else {
+        drop(stream);
+        return;
+    };
     tokio::spawn(async move {
+        let _refusal = refusal;
         // Read what the client sends for a moment before closing: closing
         // a socket with unread data resets it, and the client would see
         // the reset instead of the 503.
@@ -361,7 +317,7 @@ where
 }
 
 /// Removes the socket file if it is still ours (a socket).
-pub fn remove_socket(path: &Path) {
+fn remove_socket(path: &Path) {
     if std::fs::symlink_metadata(path)
         .map(|m| m.file_type().is_socket())
         .unwrap_or(false)

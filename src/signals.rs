@@ -1,7 +1,7 @@
 //! Signals, handled on one named thread: SIGHUP reloads, SIGTERM and
 //! SIGINT start a graceful stop.
 
-use crate::api::State;
+use crate::state::State;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::sync::Arc;
@@ -17,17 +17,9 @@ pub fn spawn(state: Arc<State>, shutdown: watch::Sender<bool>) -> std::io::Resul
             for signal in signals.forever() {
                 if signal == SIGHUP {
                     log::info!("reload: SIGHUP received");
-                    // Reload on its own thread so a SIGTERM during a long
-                    // reload is still seen at once.
-                    let state = state.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("predictd-reload".into())
-                        .spawn(move || {
-                            let _ = state.reload();
-                        });
-                    if let Err(e) = spawned {
-                        log::error!("reload: cannot start a thread: {e}");
-                    }
+                    // The loader thread reloads; this one stays free to see
+                    // a SIGTERM during a long reload.
+                    state.request_reload();
                 } else {
                     let name = if signal == SIGTERM {
                         "SIGTERM"

@@ -315,7 +315,10 @@ fn sigterm_lets_requests_in_flight_finish() {
             })
             .collect();
         wait_for("requests sent", || sent.load(Ordering::SeqCst) == 6);
-        std::thread::sleep(Duration::from_millis(30));
+        // Requests being served (the scrape itself is one of them).
+        wait_for("requests in flight", || {
+            metric(&d.get("/metrics").text(), "predictd_requests_in_flight") >= 2.0
+        });
         let signalled = Instant::now();
         d.signal(Signal::SIGTERM);
         let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();

@@ -3,24 +3,6 @@
 
 mod common;
 use common::*;
-use std::io::Cursor;
-
-/// A 4000x3000 JPEG with detail everywhere (so it decodes like a photo).
-fn camera_photo() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(4000, 3000, |x, y| {
-        let h = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503)).wrapping_mul(2246822519);
-        image::Rgb([
-            (x / 16) as u8 ^ (h >> 24) as u8 & 0x1f,
-            (y / 12) as u8,
-            (h >> 8) as u8 & 0x3f,
-        ])
-    });
-    let mut out = Cursor::new(Vec::new());
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
-        .encode_image(&img)
-        .unwrap();
-    out.into_inner()
-}
 
 fn rss_kib(d: &Daemon, field: &str) -> u64 {
     let status =

@@ -15,10 +15,10 @@ fn browser_python() -> Option<PathBuf> {
     match std::env::var_os("PREDICTD_BROWSER_PYTHON") {
         Some(p) => Some(PathBuf::from(p)),
         None => {
-            eprintln!(
-                "skipped: the browser test needs Chromium and Playwright; run tests/run \
-                 (or tests/browser/setup.sh, then set \
-                 PREDICTD_BROWSER_PYTHON=tests/browser/.venv/bin/python)"
+            skip(
+                "page: browser test",
+                "needs Chromium and Playwright; run tests/run (or tests/browser/setup.sh, then set \
+                 PREDICTD_BROWSER_PYTHON=tests/browser/.venv/bin/python)",
             );
             None
         }

@@ -393,3 +393,36 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A 4000x3000 JPEG with detail everywhere (so it decodes like a photo).
+pub fn camera_photo() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(4000, 3000, |x, y| {
+        let h = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503)).wrapping_mul(2246822519);
+        image::Rgb([
+            (x / 16) as u8 ^ (h >> 24) as u8 & 0x1f,
+            (y / 12) as u8,
+            (h >> 8) as u8 & 0x3f,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode_image(&img)
+        .unwrap();
+    out.into_inner()
+}
+
+
+/// Marks a test as skipped: says so on stderr and in
+/// target/test-skips.txt (tests/run prints it after the run). Where every
+/// test must run (tests/run as root, as CI runs it, sets
+/// PREDICTD_NO_SKIP), a skip is a failure instead.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var_os("PREDICTD_NO_SKIP").is_some() {
+        panic!("{test} would be skipped ({reason}), but PREDICTD_NO_SKIP is set: it must run here");
+    }
+    eprintln!("skipped: {test}: {reason}");
+    let file = root().join("target/test-skips.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+        let _ = writeln!(f, "{test}: {reason}");
+    }
+}
