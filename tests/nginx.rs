@@ -202,7 +202,8 @@ fn the_rate_limit_counts_the_client_nginx_names_not_what_the_client_claims() {
     let extra = format!("trusted-proxy-uids = [{uid}]\nrate-per-uid = 1\nrate-burst = 1");
     let d = Daemon::start(&extra);
     let jpeg = photo("skimage-coffee.jpg");
-    let ask = |xff: &str| {
+    // A prediction straight on a daemon's socket, naming a client.
+    let ask_as = |d: &Daemon, xff: &str| {
         common::request(
             &d.socket,
             "POST",
@@ -212,6 +213,7 @@ fn the_rate_limit_counts_the_client_nginx_names_not_what_the_client_claims() {
         )
         .status
     };
+    let ask = |xff: &str| ask_as(&d, xff);
     // A trusted proxy's clients each have their own bucket.
     assert_eq!(ask("10.0.0.1"), 200);
     assert_eq!(ask("10.0.0.2"), 200);
@@ -240,18 +242,8 @@ fn the_rate_limit_counts_the_client_nginx_names_not_what_the_client_claims() {
 
     // Without trust, the header is ignored: everyone shares the uid's bucket.
     let untrusted = Daemon::start("rate-per-uid = 1\nrate-burst = 1");
-    let ask = |xff: &str| {
-        common::request(
-            &untrusted.socket,
-            "POST",
-            "/v1/predict?x=10&y=10",
-            &[("Content-Type", "image/jpeg"), ("X-Forwarded-For", xff)],
-            &jpeg,
-        )
-        .status
-    };
-    assert_eq!(ask("10.0.0.1"), 200);
-    assert_eq!(ask("10.0.0.2"), 429);
+    assert_eq!(ask_as(&untrusted, "10.0.0.1"), 200);
+    assert_eq!(ask_as(&untrusted, "10.0.0.2"), 429);
 }
 
 #[test]

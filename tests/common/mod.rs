@@ -271,6 +271,18 @@ pub fn request(
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// The head of a one-shot HTTP/1.1 request (`Connection: close`).
+fn request_head(method: &str, path: &str, headers: &[(&str, &str)], length: usize) -> String {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {length}\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
 pub fn try_request(
     socket: &Path,
     method: &str,
@@ -280,12 +292,7 @@ pub fn try_request(
 ) -> std::io::Result<Response> {
     let mut s = UnixStream::connect(socket)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
+    s.write_all(request_head(method, path, headers, body.len()).as_bytes())?;
     // The server may answer (413, 415) before reading the whole body.
     let _ = s.write_all(body);
     read_response(&mut s)
@@ -312,12 +319,7 @@ pub fn try_tcp_request(
 ) -> std::io::Result<Response> {
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
+    s.write_all(request_head(method, path, headers, body.len()).as_bytes())?;
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
