@@ -13,7 +13,9 @@
 use tract_tensorflow::prelude::*;
 use tract_tensorflow::tract_core::ops::binary::TypedBinOp;
 use tract_tensorflow::tract_core::ops::cnn::conv::Conv;
-use tract_tensorflow::tract_core::ops::math::{Add, Mul};
+use tract_tensorflow::tract_core::ops::cnn::PaddingSpec;
+use tract_tensorflow::tract_core::ops::math::{Add, Max, Min, Mul};
+use tract_tensorflow::tract_core::ops::nn::DataFormat;
 
 /// Folds every per-channel constant `Add` or `Mul` that is the only consumer
 /// of a depthwise convolution into that convolution; returns how many.
@@ -261,4 +263,163 @@ mod tests {
         let mut model = model.into_decluttered().unwrap();
         assert_eq!(fold_depthwise_channel_ops(&mut model).unwrap(), 0);
     }
+}
+
+/// Replaces every depthwise convolution followed only by a clamp (`Max`
+/// with a constant, then `Min` with a constant, or the other way round: a
+/// TensorFlow ReLU6) by one [`crate::fused::DepthwiseClip`]; returns how
+/// many. Run after [`fold_depthwise_channel_ops`], so the bias is already
+/// the convolution's own.
+pub fn fuse_depthwise_clip(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    'again: loop {
+        for id in model.eval_order()? {
+            if let Some(patch) = fuse_one(model, id)? {
+                patch.apply(model)?;
+                fused += 1;
+                continue 'again;
+            }
+        }
+        break;
+    }
+    if fused > 0 {
+        model.compact()?;
+    }
+    Ok(fused)
+}
+
+/// The only consumer of `id`'s output, if it is a `Max` or `Min` with a
+/// one-value constant: (is it `Max`, the value, the node).
+fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(bool, f32, usize)>> {
+    let node = model.node(id);
+    if node.outputs[0].successors.len() != 1
+        || model.output_outlets()?.contains(&OutletId::new(id, 0))
+    {
+        return Ok(None);
+    }
+    let succ_outlet = node.outputs[0].successors[0];
+    let succ = model.node(succ_outlet.node);
+    let Some(bin) = succ.op_as::<TypedBinOp>() else {
+        return Ok(None);
+    };
+    let is_max = bin.0.is::<Max>();
+    if !(is_max || bin.0.is::<Min>()) || succ.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let other = model.outlet_fact(succ.inputs[1 - succ_outlet.slot])?;
+    let same_shape =
+        model.outlet_fact(OutletId::new(succ.id, 0))?.shape == model.outlet_fact(OutletId::new(id, 0))?.shape;
+    match &other.konst {
+        Some(k) if k.len() == 1 && k.datum_type() == f32::datum_type() && same_shape => {
+            let value = k.cast_to_scalar::<f32>()?;
+            Ok(Some((is_max, value, succ.id)))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let node = model.node(id);
+    let Some(conv) = node.op_as::<Conv>() else {
+        return Ok(None);
+    };
+    let spec = &conv.pool_spec;
+    let channels = conv.output_channels();
+    let no_dilation = spec.dilations.as_ref().is_none_or(|d| d.iter().all(|&x| x == 1));
+    if conv.q_params.is_some()
+        || conv.group <= 1
+        || conv.group != conv.input_channels()
+        || conv.group != channels
+        || node.inputs.len() != 3
+        || !matches!(spec.data_format, DataFormat::NHWC | DataFormat::HWC)
+        || conv.kernel_fmt != tract_tensorflow::tract_core::ops::cnn::KernelFormat::HWIO
+        || spec.kernel_shape.len() != 2
+        || !no_dilation
+    {
+        return Ok(None);
+    }
+    let (Some(kernel), Some(bias)) = (
+        model.outlet_fact(node.inputs[1])?.konst.clone(),
+        model.outlet_fact(node.inputs[2])?.konst.clone(),
+    ) else {
+        return Ok(None);
+    };
+    let input_fact = model.outlet_fact(node.inputs[0])?;
+    let Some(input_shape) = input_fact.shape.as_concrete().map(<[usize]>::to_vec) else {
+        return Ok(None);
+    };
+    let batched = spec.data_format == DataFormat::NHWC;
+    if input_fact.datum_type != f32::datum_type()
+        || kernel.datum_type() != f32::datum_type()
+        || bias.datum_type() != f32::datum_type()
+        || kernel.len() != spec.kernel_shape.iter().product::<usize>() * channels
+        || bias.len() != channels
+        || input_shape.len() != if batched { 4 } else { 3 }
+        || (batched && input_shape[0] != 1)
+    {
+        return Ok(None);
+    }
+    // Max then Min, or Min then Max: [low, high].
+    let Some((first_max, first, first_id)) = clamp_after(model, id)? else {
+        return Ok(None);
+    };
+    let Some((second_max, second, second_id)) = clamp_after(model, first_id)? else {
+        return Ok(None);
+    };
+    if first_max == second_max {
+        return Ok(None);
+    }
+    let (low, high) = if first_max { (first, second) } else { (second, first) };
+    if !(low <= high) {
+        return Ok(None);
+    }
+    let n = input_shape.len();
+    let (h, w) = (input_shape[n - 3], input_shape[n - 2]);
+    let (kh, kw) = (spec.kernel_shape[0], spec.kernel_shape[1]);
+    let strides = spec.strides.clone().unwrap_or_else(|| tvec!(1, 1));
+    let (sh, sw) = (strides[0], strides[1]);
+    // (output size, padding before) of one axis.
+    let axis = |size: usize, k: usize, s: usize, axis: usize| -> Option<(usize, usize)> {
+        match &spec.padding {
+            PaddingSpec::Valid => (size >= k).then(|| ((size - k) / s + 1, 0)),
+            PaddingSpec::SameUpper => {
+                let out = size.div_ceil(s);
+                let total = ((out - 1) * s + k).saturating_sub(size);
+                Some((out, total / 2))
+            }
+            PaddingSpec::Explicit(before, after) => {
+                let padded = size + before[axis] + after[axis];
+                (padded >= k).then(|| ((padded - k) / s + 1, before[axis]))
+            }
+            _ => None,
+        }
+    };
+    let (Some((out_h, pad_top)), Some((out_w, pad_left))) = (axis(h, kh, sh, 0), axis(w, kw, sw, 1))
+    else {
+        return Ok(None);
+    };
+    let op = crate::fused::DepthwiseClip {
+        input_shape,
+        kernel_h: kh,
+        kernel_w: kw,
+        stride_h: sh,
+        stride_w: sw,
+        pad_top,
+        pad_left,
+        out_h,
+        out_w,
+        low: low.to_bits(),
+        high: high.to_bits(),
+    };
+    let end_fact = model.outlet_fact(OutletId::new(second_id, 0))?;
+    if end_fact.shape.as_concrete() != Some(&*op.output_shape()) {
+        return Ok(None);
+    }
+    let mut patch = TypedModelPatch::default();
+    let data = patch.tap_model(model, node.inputs[0])?;
+    let k = patch.tap_model(model, node.inputs[1])?;
+    let b = patch.tap_model(model, node.inputs[2])?;
+    let wire = patch.wire_node(format!("{}.clip", node.name), op, &[data, k, b])?;
+    patch.shunt_outside(model, OutletId::new(second_id, 0), wire[0])?;
+    Ok(Some(patch))
 }

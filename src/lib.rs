@@ -42,6 +42,7 @@
 //! - [`cache`]: decoded images kept for the next click on the same photo.
 //! - [`models`]: the registry of tract plans and their worker threads.
 //! - [`fold`]: the graph rewrites applied to every loaded graph.
+//! - [`fused`]: the depthwise convolution with its ReLU6 in one pass.
 //! - [`client`]: the client for applications (async and blocking): a
 //!   deadline per call, errors as values, a circuit breaker; also used by
 //!   `predict --socket`, `bench` and `health`.
@@ -79,6 +80,7 @@ pub mod daemon;
 pub mod error;
 pub mod feedback;
 pub mod fold;
+pub mod fused;
 pub mod imaging;
 pub mod input;
 pub mod logging;

@@ -511,8 +511,10 @@ fn build_plan(bytes: &[u8], spec: &ModelConfig) -> TractResult<Plan> {
     model.select_outputs_by_name([spec.output.as_str()])?;
     let mut model = model.into_typed()?.into_decluttered()?;
     let folded = crate::fold::fold_depthwise_channel_ops(&mut model)?;
+    let fused = crate::fold::fuse_depthwise_clip(&mut model)?;
     log::debug!(
-        "model {}: {folded} per-channel operations folded into depthwise convolutions",
+        "model {}: {folded} per-channel operations folded into depthwise convolutions, \
+         {fused} clamps fused with theirs",
         spec.name
     );
     let plan = model.into_optimized()?.into_runnable()?;

@@ -83,7 +83,7 @@ fn tract_matches_tensorflow_on_both_graphs() {
 /// `BiasAdd`; in the plan predictd runs, that bias is the convolution's own
 /// (see `predictd::fold`), so nothing after a depthwise convolution adds.
 #[test]
-fn no_depthwise_bias_runs_as_its_own_pass() {
+fn no_depthwise_bias_or_relu6_runs_as_its_own_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut spec = Config::default().model("theme").unwrap().clone();
     spec.graph = root.join("models/themeClassifier.pb");
@@ -94,19 +94,25 @@ fn no_depthwise_bias_runs_as_its_own_pass() {
         let op = model.nodes[id].op();
         format!("{} {:?}", op.name(), op.info().unwrap_or_default())
     };
+    // Each depthwise convolution, its bias and its ReLU6 are one op.
     let depthwise: Vec<usize> = (0..model.nodes.len())
-        .filter(|&id| model.nodes[id].op().name() == "DepthWiseConv")
+        .filter(|&id| model.nodes[id].op().name() == "DepthwiseClip")
         .collect();
     assert_eq!(
         depthwise.len(),
         16,
-        "the theme CNN has 16 depthwise convolutions"
+        "the theme CNN's 16 depthwise convolutions, each fused with its ReLU6"
+    );
+    assert!(
+        !(0..model.nodes.len()).any(|id| model.nodes[id].op().name() == "DepthWiseConv"),
+        "a depthwise convolution left unfused"
     );
     for id in depthwise {
+        assert!(describe(id).contains("clamp to [0, 6]"), "{}", describe(id));
         for succ in &model.nodes[id].outputs[0].successors {
             let after = describe(succ.node);
             assert!(
-                !after.contains("Add"),
+                !after.contains("Add") && !after.contains("Max") && !after.contains("Min"),
                 "{} is followed by {after}",
                 model.nodes[id].name
             );
@@ -124,5 +130,48 @@ fn no_depthwise_bias_runs_as_its_own_pass() {
             "portable_depthwise_c_f32"
         };
         assert_eq!(predictd::models::depthwise_kernel(), best);
+    }
+}
+
+#[test]
+fn the_fused_depthwise_equals_tracts_own_ops() {
+    use tract_tensorflow::prelude::*;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let spec = Config::default().model("theme").unwrap().clone();
+    // Both plans the same up to the fusion: tract's DepthWiseConv and
+    // clamp, or predictd's DepthwiseClip.
+    let plan = |fuse: bool| {
+        let tf = tract_tensorflow::tensorflow();
+        let mut m = tf
+            .model_for_path(root.join("models/themeClassifier.pb"))
+            .unwrap();
+        m.set_input_names([spec.input.as_str()]).unwrap();
+        m.set_input_fact(0, f32::fact([1, 224, 224, 3]).into()).unwrap();
+        m.select_outputs_by_name([spec.output.as_str()]).unwrap();
+        let mut m = m.into_typed().unwrap().into_decluttered().unwrap();
+        predictd::fold::fold_depthwise_channel_ops(&mut m).unwrap();
+        if fuse {
+            assert_eq!(predictd::fold::fuse_depthwise_clip(&mut m).unwrap(), 16);
+        }
+        m.into_optimized().unwrap().into_runnable().unwrap()
+    };
+    let (theirs, ours) = (plan(false), plan(true));
+    let mut seed = 11u64;
+    for _ in 0..3 {
+        let input: Vec<f32> = (0..224 * 224 * 3)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        let input = tensor1(&input).into_shape(&[1, 224, 224, 3]).unwrap();
+        let a = theirs.run(tvec!(input.clone().into())).unwrap();
+        let b = ours.run(tvec!(input.into())).unwrap();
+        let (a, b) = (
+            a[0].to_plain_array_view::<f32>().unwrap(),
+            b[0].to_plain_array_view::<f32>().unwrap(),
+        );
+        let worst = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "largest difference {worst}");
     }
 }

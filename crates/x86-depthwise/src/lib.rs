@@ -113,3 +113,52 @@ pub fn runnable_here() -> Vec<(&'static str, tract_linalg::routines::DepthwiseCF
         })
         .collect()
 }
+
+/// One channel-inner depthwise run with the best kernel of tract's registry
+/// for this machine, bounds checked: `len` output positions of `channels`
+/// contiguous channels, position `i` channel `c` being `bias[c]` plus every
+/// `kernel[taps[t] * channels + c] * input[i * in_stride + offsets[t] + c]`.
+/// For ops that walk the positions themselves (a fused convolution and
+/// activation). Panics if a slice is too short for what it describes.
+#[allow(clippy::too_many_arguments)]
+pub fn run_channels(
+    input: &[f32],
+    output: &mut [f32],
+    kernel: &[f32],
+    taps: &[usize],
+    offsets: &[isize],
+    bias: &[f32],
+    channels: usize,
+    len: usize,
+    in_stride: usize,
+) {
+    assert_eq!(taps.len(), offsets.len());
+    assert!(bias.len() >= channels && output.len() >= len * channels);
+    if len == 0 || channels == 0 {
+        return;
+    }
+    for (&tap, &offset) in taps.iter().zip(offsets) {
+        assert!(offset >= 0, "a tap before the input");
+        let last = offset as usize + (len - 1) * in_stride + channels;
+        assert!(last <= input.len(), "a tap past the input");
+        assert!((tap + 1) * channels <= kernel.len(), "a tap past the kernel");
+    }
+    let run = tract_linalg::routines::depthwise_c_f32().unwrap_or(portable::depthwise_c_f32);
+    // SAFETY: the asserts above are the routine's contract (every read of
+    // input, kernel and bias is in bounds, every write of output too).
+    unsafe {
+        run(
+            input.as_ptr(),
+            output.as_mut_ptr(),
+            kernel.as_ptr(),
+            taps,
+            offsets,
+            bias.as_ptr(),
+            channels,
+            channels,
+            len,
+            in_stride as isize,
+            channels as isize,
+        )
+    }
+}
