@@ -20,57 +20,96 @@ use tract_tensorflow::tract_core::ops::nn::DataFormat;
 /// Folds every per-channel constant `Add` or `Mul` that is the only consumer
 /// of a depthwise convolution into that convolution; returns how many.
 pub fn fold_depthwise_channel_ops(model: &mut TypedModel) -> TractResult<usize> {
-    let mut folded = 0;
+    rewrite_all(model, fold_one)
+}
+
+/// Applies `rewrite` wherever it offers a patch, until it offers none;
+/// returns how many patches were applied.
+fn rewrite_all(
+    model: &mut TypedModel,
+    rewrite: fn(&TypedModel, usize) -> TractResult<Option<TypedModelPatch>>,
+) -> TractResult<usize> {
+    let mut applied = 0;
     'again: loop {
         for id in model.eval_order()? {
-            if let Some(patch) = fold_one(model, id)? {
+            if let Some(patch) = rewrite(model, id)? {
                 patch.apply(model)?;
-                folded += 1;
+                applied += 1;
                 continue 'again;
             }
         }
         break;
     }
-    if folded > 0 {
+    if applied > 0 {
         model.compact()?;
     }
-    Ok(folded)
+    Ok(applied)
 }
 
-/// The patch folding node `id`'s successor into it, if `id` is a depthwise
-/// convolution with constant weights followed only by such an operation.
-fn fold_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+/// The only consumer of node `id`'s output when it is a binary operation
+/// (and `id`'s output is not a model output): that node, its op, and the
+/// input slot `id` feeds.
+fn sole_binary_successor(
+    model: &TypedModel,
+    id: usize,
+) -> TractResult<Option<(&TypedNode, &TypedBinOp, usize)>> {
     let node = model.node(id);
-    let Some(conv) = node.op_as::<Conv>() else {
-        return Ok(None);
-    };
-    let channels = conv.output_channels();
-    if conv.q_params.is_some()
-        || conv.group <= 1
-        || conv.group != conv.input_channels()
-        || conv.group != channels
-        || node.inputs.len() != 3
-        || node.outputs[0].successors.len() != 1
+    if node.outputs[0].successors.len() != 1
         || model.output_outlets()?.contains(&OutletId::new(id, 0))
     {
         return Ok(None);
     }
     let succ_outlet = node.outputs[0].successors[0];
     let succ = model.node(succ_outlet.node);
-    let Some(bin) = succ.op_as::<TypedBinOp>() else {
+    match succ.op_as::<TypedBinOp>() {
+        Some(bin) if succ.inputs.len() == 2 => Ok(Some((succ, bin, succ_outlet.slot))),
+        _ => Ok(None),
+    }
+}
+
+/// Node `id` as a depthwise convolution (one group per channel, not
+/// quantized) whose kernel and bias are constants: the op, kernel, bias.
+fn const_depthwise(
+    model: &TypedModel,
+    id: usize,
+) -> TractResult<Option<(&Conv, Arc<Tensor>, Arc<Tensor>)>> {
+    let node = model.node(id);
+    let Some(conv) = node.op_as::<Conv>() else {
+        return Ok(None);
+    };
+    if conv.q_params.is_some()
+        || conv.group <= 1
+        || conv.group != conv.input_channels()
+        || conv.group != conv.output_channels()
+        || node.inputs.len() != 3
+    {
+        return Ok(None);
+    }
+    match (
+        model.outlet_fact(node.inputs[1])?.konst.clone(),
+        model.outlet_fact(node.inputs[2])?.konst.clone(),
+    ) {
+        (Some(kernel), Some(bias)) => Ok(Some((conv, kernel, bias))),
+        _ => Ok(None),
+    }
+}
+
+/// The patch folding node `id`'s successor into it, if `id` is a depthwise
+/// convolution with constant weights followed only by such an operation.
+fn fold_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let node = model.node(id);
+    let Some((conv, kernel, bias)) = const_depthwise(model, id)? else {
+        return Ok(None);
+    };
+    let channels = conv.output_channels();
+    let Some((succ, bin, slot)) = sole_binary_successor(model, id)? else {
         return Ok(None);
     };
     let is_add = bin.0.is::<Add>();
-    if !(is_add || bin.0.is::<Mul>()) || succ.inputs.len() != 2 {
+    if !(is_add || bin.0.is::<Mul>()) {
         return Ok(None);
     }
-    let (Some(kernel), Some(bias)) = (
-        model.outlet_fact(node.inputs[1])?.konst.clone(),
-        model.outlet_fact(node.inputs[2])?.konst.clone(),
-    ) else {
-        return Ok(None);
-    };
-    let other = model.outlet_fact(succ.inputs[1 - succ_outlet.slot])?;
+    let other = model.outlet_fact(succ.inputs[1 - slot])?;
     let Some(operand) = other.konst.clone() else {
         return Ok(None);
     };
@@ -271,42 +310,20 @@ mod tests {
 /// many. Run after [`fold_depthwise_channel_ops`], so the bias is already
 /// the convolution's own.
 pub fn fuse_depthwise_clip(model: &mut TypedModel) -> TractResult<usize> {
-    let mut fused = 0;
-    'again: loop {
-        for id in model.eval_order()? {
-            if let Some(patch) = fuse_one(model, id)? {
-                patch.apply(model)?;
-                fused += 1;
-                continue 'again;
-            }
-        }
-        break;
-    }
-    if fused > 0 {
-        model.compact()?;
-    }
-    Ok(fused)
+    rewrite_all(model, fuse_one)
 }
 
 /// The only consumer of `id`'s output, if it is a `Max` or `Min` with a
 /// one-value constant: (is it `Max`, the value, the node).
 fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(bool, f32, usize)>> {
-    let node = model.node(id);
-    if node.outputs[0].successors.len() != 1
-        || model.output_outlets()?.contains(&OutletId::new(id, 0))
-    {
-        return Ok(None);
-    }
-    let succ_outlet = node.outputs[0].successors[0];
-    let succ = model.node(succ_outlet.node);
-    let Some(bin) = succ.op_as::<TypedBinOp>() else {
+    let Some((succ, bin, slot)) = sole_binary_successor(model, id)? else {
         return Ok(None);
     };
     let is_max = bin.0.is::<Max>();
-    if !(is_max || bin.0.is::<Min>()) || succ.inputs.len() != 2 {
+    if !(is_max || bin.0.is::<Min>()) {
         return Ok(None);
     }
-    let other = model.outlet_fact(succ.inputs[1 - succ_outlet.slot])?;
+    let other = model.outlet_fact(succ.inputs[1 - slot])?;
     let same_shape =
         model.outlet_fact(OutletId::new(succ.id, 0))?.shape == model.outlet_fact(OutletId::new(id, 0))?.shape;
     match &other.konst {
@@ -320,30 +337,19 @@ fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(bool, f32, 
 
 fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
     let node = model.node(id);
-    let Some(conv) = node.op_as::<Conv>() else {
+    let Some((conv, kernel, bias)) = const_depthwise(model, id)? else {
         return Ok(None);
     };
     let spec = &conv.pool_spec;
     let channels = conv.output_channels();
     let no_dilation = spec.dilations.as_ref().is_none_or(|d| d.iter().all(|&x| x == 1));
-    if conv.q_params.is_some()
-        || conv.group <= 1
-        || conv.group != conv.input_channels()
-        || conv.group != channels
-        || node.inputs.len() != 3
-        || !matches!(spec.data_format, DataFormat::NHWC | DataFormat::HWC)
+    if !matches!(spec.data_format, DataFormat::NHWC | DataFormat::HWC)
         || conv.kernel_fmt != tract_tensorflow::tract_core::ops::cnn::KernelFormat::HWIO
         || spec.kernel_shape.len() != 2
         || !no_dilation
     {
         return Ok(None);
     }
-    let (Some(kernel), Some(bias)) = (
-        model.outlet_fact(node.inputs[1])?.konst.clone(),
-        model.outlet_fact(node.inputs[2])?.konst.clone(),
-    ) else {
-        return Ok(None);
-    };
     let input_fact = model.outlet_fact(node.inputs[0])?;
     let Some(input_shape) = input_fact.shape.as_concrete().map(<[usize]>::to_vec) else {
         return Ok(None);
