@@ -99,12 +99,11 @@ pub async fn handle(
         dispatch(&state, peer, req),
     )
     .await;
-    let resp = match outcome {
+    let mut resp = match outcome {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => e.into_response(),
         Err(_) => ApiError::Timeout(timeout_ms).into_response(),
     };
-    let mut resp = resp;
     secure_headers(resp.headers_mut());
     record.finish(resp.status().as_u16());
     Ok(resp)
@@ -283,9 +282,12 @@ async fn dispatch(
             }
         }
         Route::Predict => {
-            let registry = state.registry().ok_or(ApiError::NotReady)?;
-            let config = state.config();
-            let (bytes, params) = read_predict_input(&config, req).await?;
+            // Config and models of the same snapshot, whatever a reload
+            // swaps in meanwhile.
+            let served = state.served();
+            let registry = served.registry.clone().ok_or(ApiError::NotReady)?;
+            let config = &served.config;
+            let (bytes, params) = read_predict_input(config, req).await?;
             let mut prediction = match predict::predict(
                 registry,
                 bytes,

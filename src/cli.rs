@@ -555,9 +555,7 @@ fn serve_in_process(
             replay.skipped
         );
     }
-    let state = Arc::new(State::new(config, options, feedback));
-    state
-        .spawn_loader()
+    let state = State::start(config, options, feedback)
         .map_err(|e| CliError::Os(format!("Cannot start the loader thread: {e}")))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     crate::signals::spawn(state.clone(), shutdown_tx)

@@ -239,7 +239,9 @@ impl Client {
                             None,
                         )
                     }
-                    Err(_) => return self.record(Prediction::failed("timeout", "reading the image", None)),
+                    // Reading the caller's own file: says nothing of the
+                    // daemon, so the circuit breaker does not count it.
+                    Err(_) => return Prediction::failed("timeout", "reading the image", None),
                 }
             }
         };
@@ -278,13 +280,10 @@ impl Client {
             .await;
         let outcome = match answer {
             Err(e) => failure_of(&e),
-            Ok((status, body)) if status.is_success() => {
-                let _ = body;
-                Prediction {
-                    ok: true,
-                    ..Prediction::default()
-                }
-            }
+            Ok((status, _)) if status.is_success() => Prediction {
+                ok: true,
+                ..Prediction::default()
+            },
             Ok((status, body)) => from_answer(status, &body),
         };
         self.record(outcome).ok

@@ -35,12 +35,7 @@ where
 /// `Expect: 100-continue` never sends them.
 pub async fn drain_small_body<B: RequestBody>(req: Request<B>) {
     const MAX: u64 = 1 << 20;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX) {
+    if declared_length(&req).is_some_and(|n| n > MAX) {
         return;
     }
     let body = Limited::new(req.into_body(), MAX as usize);
@@ -137,14 +132,17 @@ impl Fields {
     }
 }
 
-/// Refuses at once a body whose declared length is over the limit.
-fn check_declared_length<B>(req: &Request<B>, limit: u64) -> Result<(), ApiError> {
-    let declared = req
-        .headers()
+/// The body's length as its `Content-Length` declares it, if it does.
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Refuses at once a body whose declared length is over the limit.
+fn check_declared_length<B>(req: &Request<B>, limit: u64) -> Result<(), ApiError> {
+    match declared_length(req) {
         Some(n) if n > limit => Err(ApiError::PayloadTooLarge(limit)),
         _ => Ok(()),
     }
@@ -187,9 +185,9 @@ async fn read_multipart<B: RequestBody>(
         let name = field.name().unwrap_or("").to_string();
         match name.as_str() {
             "image" => image = Some(field.bytes().await.map_err(multipart_error)?),
-            "x" | "y" | "models" | "top" => {
+            name if PARAMETERS.contains(&name) => {
                 let text = field.text().await.map_err(multipart_error)?;
-                fields.add(&name, text, "in the form")?;
+                fields.add(name, text, "in the form")?;
             }
             _ => {
                 // Unknown fields are drained and ignored, as HTML forms send extras.

@@ -38,9 +38,6 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// Binds the Unix socket: a stale socket file left by a dead daemon is
-/// replaced, a live one or any other file is left alone. Mode and group are
-/// set right after bind, before the first connection is accepted.
 /// The socket's file: removed when this is dropped (if it is still a
 /// socket), however the server stops. The one place it is removed.
 #[derive(Debug)]
@@ -52,6 +49,9 @@ impl Drop for SocketFile {
     }
 }
 
+/// Binds the Unix socket: a stale socket file left by a dead daemon is
+/// replaced, a live one or any other file is left alone. Mode and group are
+/// set right after bind, before the first connection is accepted.
 pub fn bind_unix(
     config: &Config,
 ) -> Result<(std::os::unix::net::UnixListener, SocketFile), ServerError> {
@@ -272,6 +272,9 @@ fn refuse_connection<S>(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     state.metrics.connection_refused(limit);
     log::warn!("connection from {peer} refused: server.{limit} reached");
+    let Ok(refusal) = refusals.clone().try_acquire_owned() else {
+        return; // closed without an answer: enough are being answered
+    };
     let message = match limit {
         "max-connections-per-uid" => {
             "Too many open connections from this caller (server.max-connections-per-uid); retry shortly"
@@ -286,10 +289,6 @@ fn refuse_connection<S>(
         api::CONTENT_SECURITY_POLICY,
         body.len()
     );
-    let Ok(refusal) = refusals.clone().try_acquire_owned() else {
-        drop(stream);
-        return;
-    };
     tokio::spawn(async move {
         let _refusal = refusal;
         // Read what the client sends for a moment before closing: closing

@@ -18,7 +18,7 @@ use crate::ratelimit::{ConnectionCounts, RateLimiter};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, OnceLock, Weak};
+use std::sync::{mpsc, Arc, Weak};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -85,8 +85,8 @@ pub struct State {
     served: ArcSwap<Served>,
     /// How to re-read the config on reload.
     pub options: Options,
-    /// The loader thread's inbox (see [`State::spawn_loader`]).
-    loader: OnceLock<mpsc::Sender<Job>>,
+    /// The loader thread's inbox (see [`State::start`]).
+    loader: mpsc::Sender<Job>,
     /// Per-caller token buckets (`rate-per-uid`, `rate-burst`).
     pub limiter: RateLimiter,
     /// Open connections per caller (`max-connections-per-uid`).
@@ -101,8 +101,15 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(config: Config, options: Options, feedback: FeedbackStore) -> State {
-        State {
+    /// The state, and its `predictd-loader` thread: the only one that
+    /// changes what is served. The thread ends when the state is dropped.
+    pub fn start(
+        config: Config,
+        options: Options,
+        feedback: FeedbackStore,
+    ) -> std::io::Result<Arc<State>> {
+        let (loader, inbox) = mpsc::channel::<Job>();
+        let state = Arc::new(State {
             decode_budget: PixelBudget::new(config.server.max_decoding_pixels),
             image_cache: ImageCache::new(config.server.image_cache_bytes),
             served: ArcSwap::from_pointee(Served {
@@ -110,12 +117,22 @@ impl State {
                 registry: None,
             }),
             options,
-            loader: OnceLock::new(),
+            loader,
             limiter: RateLimiter::new(),
             connections: Arc::default(),
             metrics: Metrics::new(),
             feedback,
-        }
+        });
+        let weak: Weak<State> = Arc::downgrade(&state);
+        std::thread::Builder::new()
+            .name("predictd-loader".into())
+            .spawn(move || {
+                while let Ok(job) = inbox.recv() {
+                    let Some(state) = weak.upgrade() else { break };
+                    state.run(job);
+                }
+            })?;
+        Ok(state)
     }
 
     /// The config and models in service now, as one snapshot.
@@ -129,25 +146,6 @@ impl State {
 
     pub fn registry(&self) -> Option<Arc<Registry>> {
         self.served.load().registry.clone()
-    }
-
-    /// Starts the `predictd-loader` thread, the only one that changes what
-    /// is served. It ends when the state is dropped.
-    pub fn spawn_loader(self: &Arc<Self>) -> std::io::Result<()> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        if self.loader.set(tx).is_err() {
-            return Ok(()); // already running
-        }
-        let state: Weak<State> = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("predictd-loader".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    let Some(state) = state.upgrade() else { break };
-                    state.run(job);
-                }
-            })?;
-        Ok(())
     }
 
     /// Asks the loader for the start-up load; the answer comes when the
@@ -171,16 +169,10 @@ impl State {
             .unwrap_or_else(|_| Err("the loader thread is gone".into()))
     }
 
+    /// Hands `job` to the loader. If the loader is gone, the job's reply
+    /// channel is dropped with it and the asker hears so.
     fn send(&self, job: Job) {
-        match self.loader.get() {
-            Some(tx) => {
-                if let Err(mpsc::SendError(job)) = tx.send(job) {
-                    self.run(job);
-                }
-            }
-            // No loader thread (a state built for one command): run here.
-            None => self.run(job),
-        }
+        let _ = self.loader.send(job);
     }
 
     fn run(&self, job: Job) {

@@ -23,11 +23,7 @@ fn alive(pid: i32) -> bool {
 }
 
 fn wait_gone(pid: i32) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alive(pid) {
-        assert!(Instant::now() < deadline, "pid {pid} still running");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&format!("pid {pid} to exit"), 30, || !alive(pid));
 }
 
 /// A config whose syslog socket is a datagram socket the test reads.
@@ -208,26 +204,11 @@ fn steady_load<'a>(
 }
 
 fn theme_version(d: &Daemon) -> (String, String) {
-    let models = d.get("/v1/models").json();
-    let theme = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "theme")
-        .unwrap()
-        .clone();
+    let theme = model_info(&d.socket, "theme");
     (
         theme["version"].as_str().unwrap().to_string(),
         theme["loaded_at"].as_str().unwrap().to_string(),
     )
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -246,7 +227,7 @@ fn reload_under_load_fails_no_request() {
     let failed = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         steady_load(s, &d.socket, &stop, &ok, &failed);
-        wait_for("traffic", || ok.load(Ordering::SeqCst) >= 5);
+        wait_until("traffic", 60, || ok.load(Ordering::SeqCst) >= 5);
 
         // 1. A good new graph: the same network with an unknown protobuf
         // field appended (ignored by parsers), so its hash differs.
@@ -254,18 +235,18 @@ fn reload_under_load_fails_no_request() {
         changed.extend_from_slice(&[0xC0, 0x3E, 0x01]); // field 1000, varint 1
         std::fs::write(&graph, &changed).unwrap();
         d.signal(Signal::SIGHUP);
-        wait_for("the new version", || theme_version(&d).0 != v0);
+        wait_until("the new version", 60, || theme_version(&d).0 != v0);
         let (v1, t1) = theme_version(&d);
         assert_ne!(t1, t0, "load time changes with a reload");
         let before = ok.load(Ordering::SeqCst);
-        wait_for("traffic on the new models", || {
+        wait_until("traffic on the new models", 60, || {
             ok.load(Ordering::SeqCst) >= before + 5
         });
 
         // 2. A broken graph: the old models keep serving.
         std::fs::write(&graph, b"\x0a\x03abc broken").unwrap();
         d.signal(Signal::SIGHUP);
-        wait_for("the failed reload in the log", || {
+        wait_until("the failed reload in the log", 60, || {
             d.stderr().contains("reload: failed")
         });
         assert_eq!(
@@ -281,7 +262,7 @@ fn reload_under_load_fails_no_request() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["models"]["theme"], v0.as_str());
         let before = ok.load(Ordering::SeqCst);
-        wait_for("traffic after the reload", || {
+        wait_until("traffic after the reload", 60, || {
             ok.load(Ordering::SeqCst) >= before + 5
         });
         stop.store(true, Ordering::SeqCst);
@@ -314,9 +295,9 @@ fn sigterm_lets_requests_in_flight_finish() {
                 })
             })
             .collect();
-        wait_for("requests sent", || sent.load(Ordering::SeqCst) == 6);
+        wait_until("requests sent", 60, || sent.load(Ordering::SeqCst) == 6);
         // Requests being served (the scrape itself is one of them).
-        wait_for("requests in flight", || {
+        wait_until("requests in flight", 60, || {
             metric(&d.get("/metrics").text(), "predictd_requests_in_flight") >= 2.0
         });
         let signalled = Instant::now();

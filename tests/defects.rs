@@ -11,15 +11,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Polls `f` until it holds, or fails after `secs`.
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 fn serve_daemon(args: &[&str], cwd: &Path, stderr: &Path) -> std::process::ExitStatus {
     Command::new(BIN)
         .args(["serve", "--daemon"])
@@ -37,9 +28,7 @@ fn stop_pidfile(pidfile: &Path) {
     if let Ok(text) = std::fs::read_to_string(pidfile) {
         let pid = nix::unistd::Pid::from_raw(text.trim().parse().unwrap());
         let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-        wait_until("the daemon to exit", 30, || {
-            nix::sys::signal::kill(pid, None).is_err()
-        });
+        wait_until("the daemon to exit", 30, || nix::sys::signal::kill(pid, None).is_err());
     }
 }
 
@@ -144,14 +133,7 @@ fn the_start_up_load_never_overwrites_a_newer_reload() {
     }
     std::fs::write(&fifo, std::fs::read(root().join("models/themeClassifier.pb")).unwrap()).unwrap();
     wait_until("the reload after the start-up load", 60, || log().contains("reload: ok"));
-    let models = request(&socket, "GET", "/v1/models", &[], b"").json();
-    let theme = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "theme")
-        .unwrap()
-        .clone();
+    let theme = model_info(&socket, "theme");
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         Signal::SIGTERM,

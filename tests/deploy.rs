@@ -46,17 +46,5 @@ fn the_instance_unit_for_nginx_verifies() {
     let unit =
         std::fs::read_to_string(common::root().join("deploy/nginx/predictd@.service")).unwrap();
     assert!(unit.contains("RuntimeDirectory=predictd-%i"));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("predictd@1.service");
-    std::fs::write(&path, unit.replace("/usr/bin/predictd", common::BIN)).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze (tests/run installs systemd)");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !err.contains(&path.display().to_string()),
-        "systemd-analyze verify: {err}"
-    );
+    common::verify_unit("predictd@1.service", &unit);
 }

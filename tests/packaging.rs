@@ -21,20 +21,7 @@ fn systemd_unit_verifies() {
     ] {
         assert!(unit.contains(needle), "unit lacks {needle}");
     }
-    // verify checks that ExecStart exists: point it at the built binary.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("predictd.service");
-    std::fs::write(&path, unit.replace("/usr/bin/predictd", BIN)).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze (.ci/run installs systemd)");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !err.contains(&path.display().to_string()),
-        "systemd-analyze verify: {err}"
-    );
+    verify_unit("predictd.service", &unit);
 }
 
 #[test]

@@ -428,3 +428,43 @@ pub fn skip(test: &str, reason: &str) {
         let _ = writeln!(f, "{test}: {reason}");
     }
 }
+
+/// Polls `f` until it holds, or fails the test after `secs`.
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// One model's entry of `GET /v1/models` on `socket`.
+pub fn model_info(socket: &Path, name: &str) -> serde_json::Value {
+    let models = request(socket, "GET", "/v1/models", &[], b"").json();
+    models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no model {name} in {models}"))
+        .clone()
+}
+
+/// Runs `systemd-analyze verify` on `unit` saved as `file_name` (with
+/// `ExecStart` pointed at the built binary, since verify checks it exists);
+/// fails the test with systemd's complaint if it has one.
+pub fn verify_unit(file_name: &str, unit: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, unit.replace("/usr/bin/predictd", BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (tests/run installs systemd)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains(&path.display().to_string()),
+        "systemd-analyze verify {file_name}: {err}"
+    );
+}
