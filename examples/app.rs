@@ -26,7 +26,10 @@ fn main() {
     let answer = client.predict(std::path::Path::new(image), x, y, &Options::default());
     let took = started.elapsed().as_secs_f64() * 1000.0;
     if answer.ok {
-        println!("suggestions in {took:.0} ms (prediction {})", answer.id.as_deref().unwrap_or("?"));
+        println!(
+            "suggestions in {took:.0} ms (prediction {})",
+            answer.id.as_deref().unwrap_or("?")
+        );
         for (model, labels) in &answer.predictions {
             let names: Vec<String> = labels
                 .iter()

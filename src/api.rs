@@ -6,18 +6,18 @@
 //! served [`crate::state`]'s: nothing here knows tract.
 
 pub use crate::error::{json_response, ApiError, Body};
-pub use crate::input::{read_predict_input, RequestBody};
-pub use crate::peer::Peer;
-pub use crate::state::State;
 use crate::input::drain_small_body;
-use crate::peer::{authorize, rate_limit, Access};
 use crate::input::read_body;
+pub use crate::input::{read_predict_input, RequestBody};
 use crate::models::ModelError;
+pub use crate::peer::Peer;
+use crate::peer::{authorize, rate_limit, Access};
 use crate::predict::{self, PredictError};
+pub use crate::state::State;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,7 +121,10 @@ fn secure_headers(headers: &mut hyper::HeaderMap) {
         "content-security-policy",
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 /// The status logged and counted for a request whose client went away
@@ -175,7 +178,11 @@ impl Drop for RequestRecord {
         state
             .metrics
             .request(&route_label, status, elapsed.as_secs_f64());
-        let closed = if self.status.is_none() { " (client closed the connection)" } else { "" };
+        let closed = if self.status.is_none() {
+            " (client closed the connection)"
+        } else {
+            ""
+        };
         log::info!(
             "request: seq={} {} method={} route={path} status={status} ms={:.2}{closed}",
             self.seq,
@@ -273,14 +280,12 @@ async fn dispatch(
                 &serde_json::json!({"models": models}),
             ))
         }
-        Route::Reload => {
-            match state.reload().await {
-                Ok(report) => Ok(json_response(StatusCode::OK, &report)),
-                Err(e) => Err(ApiError::Internal(format!(
-                    "Reload failed, still serving the old models: {e}"
-                ))),
-            }
-        }
+        Route::Reload => match state.reload().await {
+            Ok(report) => Ok(json_response(StatusCode::OK, &report)),
+            Err(e) => Err(ApiError::Internal(format!(
+                "Reload failed, still serving the old models: {e}"
+            ))),
+        },
         Route::Predict => {
             // Config and models of the same snapshot, whatever a reload
             // swaps in meanwhile.
@@ -386,7 +391,6 @@ fn refresh_gauges(state: &State) {
     }
 }
 
-
 /// The longest a 429 is held back (see `dispatch`).
 const MAX_RATE_LIMIT_PACE: Duration = Duration::from_secs(1);
 
@@ -407,5 +411,4 @@ mod tests {
             Err(ApiError::NotFound(_))
         ));
     }
-
 }

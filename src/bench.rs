@@ -110,7 +110,9 @@ pub async fn bench(
                 {
                     Ok((StatusCode::OK, _)) => lat.push(t.elapsed()),
                     Ok((status, _)) => errors.push(status.as_u16().to_string()),
-                    Err(crate::client::ClientError::Timeout { .. }) => errors.push("timeout".into()),
+                    Err(crate::client::ClientError::Timeout { .. }) => {
+                        errors.push("timeout".into())
+                    }
                     Err(_) => errors.push("connect".into()),
                 }
             }

@@ -1,16 +1,16 @@
 //! The command line: parse with clap, run a subcommand, map every error to
 //! a sysexits-style exit code in one place.
 
-use crate::state::{Options, State};
 use crate::client::{self, Client};
-use hyper::{Method, StatusCode};
 use crate::config::{Config, ConfigError};
 use crate::daemon::{self, DaemonError};
 use crate::imaging::ImageError;
 use crate::models::{ModelError, Registry};
 use crate::predict::{self, Params, PredictError};
 use crate::server::{self, ServerError};
+use crate::state::{Options, State};
 use clap::{Parser, Subcommand};
+use hyper::{Method, StatusCode};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -357,7 +357,8 @@ fn health(socket: Option<PathBuf>, ready: bool, timeout_ms: u64) -> Result<(), C
     let route = if ready { "/readyz" } else { "/healthz" };
     let runtime = runtime(1)?;
     let client = Client::new(&socket).timeout(Duration::from_millis(timeout_ms));
-    let answer = runtime.block_on(client.send(Method::GET, route, "text/plain", Default::default()));
+    let answer =
+        runtime.block_on(client.send(Method::GET, route, "text/plain", Default::default()));
     match answer {
         Ok((StatusCode::OK, _)) => {
             println!("ok {} {route}", socket.display());

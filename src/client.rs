@@ -527,7 +527,13 @@ pub mod blocking {
         }
 
         /// See [`super::Client::predict`].
-        pub fn predict(&self, image: impl Into<Image>, x: f64, y: f64, options: &Options) -> Prediction {
+        pub fn predict(
+            &self,
+            image: impl Into<Image>,
+            x: f64,
+            y: f64,
+            options: &Options,
+        ) -> Prediction {
             let image = image.into();
             self.runtime
                 .block_on(self.inner.predict(image, x, y, options))
@@ -535,7 +541,8 @@ pub mod blocking {
 
         /// See [`super::Client::feedback`].
         pub fn feedback(&self, id: &str, model: &str, chosen: &str) -> bool {
-            self.runtime.block_on(self.inner.feedback(id, model, chosen))
+            self.runtime
+                .block_on(self.inner.feedback(id, model, chosen))
         }
     }
 }
@@ -559,7 +566,10 @@ mod tests {
     #[test]
     fn answers_map_to_errors() {
         let overloaded = br#"{"error":{"code":"overloaded","message":"queue full"}}"#;
-        let p = from_answer(StatusCode::SERVICE_UNAVAILABLE, &Bytes::from_static(overloaded));
+        let p = from_answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Bytes::from_static(overloaded),
+        );
         assert_eq!(p.error.as_deref(), Some("overloaded"));
         assert!(!p.ok && p.predictions.is_empty());
         let p = from_answer(StatusCode::BAD_GATEWAY, &Bytes::from_static(b"<html>"));

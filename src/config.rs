@@ -491,7 +491,6 @@ impl Config {
         }
     }
 
-
     pub fn model(&self, name: &str) -> Option<&ModelConfig> {
         self.models.iter().find(|m| m.name == name)
     }

@@ -101,15 +101,17 @@ pub fn daemonize(
             if message == "ready" {
                 std::process::exit(0);
             }
-            let err = match message.strip_prefix("error ").and_then(|m| m.split_once(' ')) {
+            let err = match message
+                .strip_prefix("error ")
+                .and_then(|m| m.split_once(' '))
+            {
                 Some((code, m)) => match code.parse() {
                     Ok(code) => DaemonError::ChildFailed(code, m.to_string()),
                     Err(_) => DaemonError::ChildFailed(70, message.to_string()),
                 },
-                None => DaemonError::ChildFailed(
-                    70,
-                    "the daemon exited before it was ready".into(),
-                ),
+                None => {
+                    DaemonError::ChildFailed(70, "the daemon exited before it was ready".into())
+                }
             };
             eprintln!("predictd: {err}");
             std::process::exit(failure_code(&err));

@@ -141,7 +141,6 @@ pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp
     resp
 }
 
-
 /// `Retry-After` in whole seconds, at least 1.
 fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs_f64().ceil() as u64).max(1)

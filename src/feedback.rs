@@ -229,7 +229,9 @@ impl Recent {
     fn evict(&mut self, room: usize) -> Vec<(String, Arc<Vec<Offer>>)> {
         let mut evicted = Vec::new();
         while self.order.len() + room > self.capacity {
-            let Some(old) = self.order.pop_front() else { break };
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
             if let Some(offers) = self.offers.remove(&old) {
                 evicted.push((old, offers));
             }
@@ -489,7 +491,13 @@ mod tests {
         let (store, _) = FeedbackStore::open(&log, 3).unwrap();
         for n in 0..1000 {
             let id = format!("p{n}");
-            store.record_prediction(&id, vec![offer("color", "v1", &[0, 1, 2, 3, 4]), offer("theme", "v1", &[0, 1, 2, 3, 4])]);
+            store.record_prediction(
+                &id,
+                vec![
+                    offer("color", "v1", &[0, 1, 2, 3, 4]),
+                    offer("theme", "v1", &[0, 1, 2, 3, 4]),
+                ],
+            );
             store.submit(&id, "color", "red").unwrap();
             store.submit(&id, "theme", "blue").unwrap();
             store.submit(&id, "theme", "green").unwrap(); // changed their mind

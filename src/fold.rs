@@ -324,8 +324,8 @@ fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(bool, f32, 
         return Ok(None);
     }
     let other = model.outlet_fact(succ.inputs[1 - slot])?;
-    let same_shape =
-        model.outlet_fact(OutletId::new(succ.id, 0))?.shape == model.outlet_fact(OutletId::new(id, 0))?.shape;
+    let same_shape = model.outlet_fact(OutletId::new(succ.id, 0))?.shape
+        == model.outlet_fact(OutletId::new(id, 0))?.shape;
     match &other.konst {
         Some(k) if k.len() == 1 && k.datum_type() == f32::datum_type() && same_shape => {
             let value = k.cast_to_scalar::<f32>()?;
@@ -342,7 +342,10 @@ fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     };
     let spec = &conv.pool_spec;
     let channels = conv.output_channels();
-    let no_dilation = spec.dilations.as_ref().is_none_or(|d| d.iter().all(|&x| x == 1));
+    let no_dilation = spec
+        .dilations
+        .as_ref()
+        .is_none_or(|d| d.iter().all(|&x| x == 1));
     if !matches!(spec.data_format, DataFormat::NHWC | DataFormat::HWC)
         || conv.kernel_fmt != tract_tensorflow::tract_core::ops::cnn::KernelFormat::HWIO
         || spec.kernel_shape.len() != 2
@@ -375,7 +378,11 @@ fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     if first_max == second_max {
         return Ok(None);
     }
-    let (low, high) = if first_max { (first, second) } else { (second, first) };
+    let (low, high) = if first_max {
+        (first, second)
+    } else {
+        (second, first)
+    };
     if !(low <= high) {
         return Ok(None);
     }
@@ -400,7 +407,8 @@ fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
             _ => None,
         }
     };
-    let (Some((out_h, pad_top)), Some((out_w, pad_left))) = (axis(h, kh, sh, 0), axis(w, kw, sw, 1))
+    let (Some((out_h, pad_top)), Some((out_w, pad_left))) =
+        (axis(h, kh, sh, 0), axis(w, kw, sw, 1))
     else {
         return Ok(None);
     };

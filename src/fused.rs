@@ -67,9 +67,8 @@ impl DepthwiseClip {
                 // same valid columns (the left edge, the middle, the right
                 // edge, one at a time on the edges).
                 let x0 = |ox: usize| (ox * self.stride_w) as isize - self.pad_left as isize;
-                let whole = |ox: usize| {
-                    x0(ox) >= 0 && x0(ox) + self.kernel_w as isize <= w as isize
-                };
+                let whole =
+                    |ox: usize| x0(ox) >= 0 && x0(ox) + self.kernel_w as isize <= w as isize;
                 let mut end = ox + 1;
                 if whole(ox) {
                     while end < self.out_w && whole(end) {
@@ -213,7 +212,9 @@ mod tests {
     fn values(n: usize, seed: &mut u64) -> Vec<f32> {
         (0..n)
             .map(|_| {
-                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((*seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -229,7 +230,9 @@ mod tests {
                     for &s in &[1, 2] {
                         // TensorFlow SAME (more padding after), none, and
                         // explicit padding larger than the kernel's reach.
-                        for &(pad_top, pad_left, extra) in &[(k / 2, k / 2, 0), (0, 0, 0), (2, 1, 3)] {
+                        for &(pad_top, pad_left, extra) in
+                            &[(k / 2, k / 2, 0), (0, 0, 0), (2, 1, 3)]
+                        {
                             let (ph, pw) = (h + pad_top + extra, w + pad_left + extra);
                             if ph < k || pw < k {
                                 continue;

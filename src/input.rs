@@ -27,7 +27,6 @@ where
     type E = B::Error;
 }
 
-
 /// Reads and drops a small body before a refusal (404, 405, 401, 403,
 /// 429): closing the connection with the upload unread would reset it,
 /// and the client would see a broken connection instead of the answer.
@@ -41,7 +40,6 @@ pub async fn drain_small_body<B: RequestBody>(req: Request<B>) {
     let body = Limited::new(req.into_body(), MAX as usize);
     let _ = tokio::time::timeout(Duration::from_millis(250), body.collect()).await;
 }
-
 
 /// The three ways an image arrives: raw body, multipart form, JSON path.
 /// Public so the fuzz targets drive the exact code the daemon runs.
@@ -128,7 +126,12 @@ impl Fields {
     /// The parameters of the body where it has them, else the query's.
     fn params(&self, query: &Fields) -> Result<Params, ApiError> {
         let get = |k: &str| self.get(k).or_else(|| query.get(k));
-        Ok(Params::from_text(get("x"), get("y"), get("models"), get("top"))?)
+        Ok(Params::from_text(
+            get("x"),
+            get("y"),
+            get("models"),
+            get("top"),
+        )?)
     }
 }
 
@@ -244,4 +247,3 @@ async fn read_json_path(
             .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok((Bytes::from(bytes), params))
 }
-

@@ -124,7 +124,9 @@ impl Metrics {
         let labels = ModelLabels {
             model: model.to_string(),
         };
-        self.inference_seconds.get_or_create(&labels).observe(seconds);
+        self.inference_seconds
+            .get_or_create(&labels)
+            .observe(seconds);
         self.batch_size.get_or_create(&labels).observe(1.0);
     }
 

@@ -57,7 +57,6 @@ impl std::fmt::Display for Peer {
     }
 }
 
-
 /// What a route needs from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -116,13 +115,13 @@ pub fn authorize<B>(
     Ok(())
 }
 
-
 /// Takes a token from the caller's bucket: the uid on the socket, the
 /// address on TCP, or, for a proxy among `trusted-proxy-uids`, the client
 /// address it names in `X-Forwarded-For`.
 pub fn rate_limit(state: &State, peer: &Peer, headers: &hyper::HeaderMap) -> Result<(), ApiError> {
     let server = &state.config().server;
-    let caller = forwarded_caller(&server.trusted_proxy_uids, peer, headers).unwrap_or(peer.caller());
+    let caller =
+        forwarded_caller(&server.trusted_proxy_uids, peer, headers).unwrap_or(peer.caller());
     state
         .limiter
         .check(caller, server.rate_per_uid, server.rate_burst)
@@ -149,11 +148,9 @@ fn forwarded_caller(trusted: &[u32], peer: &Peer, headers: &hyper::HeaderMap) ->
     last.trim().parse().ok().map(Caller::Addr)
 }
 
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
-
 
 /// What a served connection holds until it ends: its place among
 /// `max-connections` and among its caller's `max-connections-per-uid`.

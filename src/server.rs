@@ -3,10 +3,10 @@
 //! hyper, load models, reload on demand, drain on shutdown.
 
 use crate::api;
-use crate::peer::{admit, Held, Peer};
-use crate::state::State;
 use crate::config::Config;
 use crate::models::ModelError;
+use crate::peer::{admit, Held, Peer};
+use crate::state::State;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

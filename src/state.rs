@@ -273,10 +273,22 @@ fn keep_start_only(new: &mut Config, old: &Config) {
     keep("socket-group", &mut n.socket_group, &o.socket_group);
     keep("pidfile", &mut n.pidfile, &o.pidfile);
     keep("syslog-socket", &mut n.syslog_socket, &o.syslog_socket);
-    keep("max-connections", &mut n.max_connections, &o.max_connections);
+    keep(
+        "max-connections",
+        &mut n.max_connections,
+        &o.max_connections,
+    );
     keep("feedback-log", &mut n.feedback_log, &o.feedback_log);
-    keep("max-decoding-pixels", &mut n.max_decoding_pixels, &o.max_decoding_pixels);
-    keep("image-cache-bytes", &mut n.image_cache_bytes, &o.image_cache_bytes);
+    keep(
+        "max-decoding-pixels",
+        &mut n.max_decoding_pixels,
+        &o.max_decoding_pixels,
+    );
+    keep(
+        "image-cache-bytes",
+        &mut n.image_cache_bytes,
+        &o.image_cache_bytes,
+    );
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@ const NOBODY: u32 = 65534;
 fn can_switch_uid() -> bool {
     let root = nix::unistd::Uid::effective().is_root();
     if !root {
-        skip("access: uid tests", "switching the client's uid needs root (CI runs as root)");
+        skip(
+            "access: uid tests",
+            "switching the client's uid needs root (CI runs as root)",
+        );
     }
     root
 }

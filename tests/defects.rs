@@ -28,7 +28,9 @@ fn stop_pidfile(pidfile: &Path) {
     if let Ok(text) = std::fs::read_to_string(pidfile) {
         let pid = nix::unistd::Pid::from_raw(text.trim().parse().unwrap());
         let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-        wait_until("the daemon to exit", 30, || nix::sys::signal::kill(pid, None).is_err());
+        wait_until("the daemon to exit", 30, || {
+            nix::sys::signal::kill(pid, None).is_err()
+        });
     }
 }
 
@@ -40,11 +42,21 @@ fn daemon_exit_codes_are_the_foregrounds() {
     let running = Daemon::start("");
     let pidfile = dir.path().join("other.pid");
     let status = serve_daemon(
-        &["--config", running.config.to_str().unwrap(), "--pidfile", pidfile.to_str().unwrap()],
+        &[
+            "--config",
+            running.config.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
         dir.path(),
         &log,
     );
-    assert_eq!(status.code(), Some(75), "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     running.assert_still_serves();
 
     // A missing graph: 66. A corrupt one: 65.
@@ -60,7 +72,10 @@ fn daemon_exit_codes_are_the_foregrounds() {
         let status = serve_daemon(&["--config", config.to_str().unwrap()], dir.path(), &log);
         let err = std::fs::read_to_string(&log).unwrap();
         assert_eq!(status.code(), Some(code), "{}: {err}", graph.display());
-        assert!(err.contains(graph.file_name().unwrap().to_str().unwrap()), "{err}");
+        assert!(
+            err.contains(graph.file_name().unwrap().to_str().unwrap()),
+            "{err}"
+        );
         assert!(!dir.path().join("predictd.sock").exists());
     }
 }
@@ -74,11 +89,20 @@ fn sighup_after_daemonizing_without_config_reloads_the_default_models() {
     let pidfile = dir.path().join("p.pid");
     let log = dir.path().join("stderr.log");
     let status = serve_daemon(
-        &["--socket", socket.to_str().unwrap(), "--pidfile", pidfile.to_str().unwrap()],
+        &[
+            "--socket",
+            socket.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
         &root(),
         &log,
     );
-    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     let pid = std::fs::read_to_string(&pidfile).unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
@@ -87,9 +111,14 @@ fn sighup_after_daemonizing_without_config_reloads_the_default_models() {
     .unwrap();
     let reloads = |outcome: &str| {
         let text = request(&socket, "GET", "/metrics", &[], b"").text();
-        metric(&text, &format!("predictd_reloads_total{{outcome=\"{outcome}\"}}"))
+        metric(
+            &text,
+            &format!("predictd_reloads_total{{outcome=\"{outcome}\"}}"),
+        )
     };
-    wait_until("the reload", 60, || reloads("ok") + reloads("failed") >= 1.0);
+    wait_until("the reload", 60, || {
+        reloads("ok") + reloads("failed") >= 1.0
+    });
     let ok = reloads("ok");
     stop_pidfile(&pidfile);
     assert_eq!(ok, 1.0, "the reload failed");
@@ -131,8 +160,14 @@ fn the_start_up_load_never_overwrites_a_newer_reload() {
     while Instant::now() < deadline && !log().contains("reload: ok") {
         std::thread::sleep(Duration::from_millis(25));
     }
-    std::fs::write(&fifo, std::fs::read(root().join("models/themeClassifier.pb")).unwrap()).unwrap();
-    wait_until("the reload after the start-up load", 60, || log().contains("reload: ok"));
+    std::fs::write(
+        &fifo,
+        std::fs::read(root().join("models/themeClassifier.pb")).unwrap(),
+    )
+    .unwrap();
+    wait_until("the reload after the start-up load", 60, || {
+        log().contains("reload: ok")
+    });
     let theme = model_info(&socket, "theme");
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -140,7 +175,11 @@ fn the_start_up_load_never_overwrites_a_newer_reload() {
     );
     let _ = child.wait();
     let graph = theme["graph"].as_str().unwrap();
-    assert!(graph.ends_with("models/themeClassifier.pb"), "still serving {graph}: {}", log());
+    assert!(
+        graph.ends_with("models/themeClassifier.pb"),
+        "still serving {graph}: {}",
+        log()
+    );
 }
 
 #[test]
@@ -169,7 +208,9 @@ fn clients_that_hang_up_leave_nothing_in_flight_and_are_logged() {
         metric(&d.get("/metrics").text(), "predictd_requests_in_flight") == 1.0
     });
     wait_until("the log lines", 10, || {
-        d.stderr().matches("status=499").count() + d.stderr().matches("route=/v1/predict status=200").count() >= 6
+        d.stderr().matches("status=499").count()
+            + d.stderr().matches("route=/v1/predict status=200").count()
+            >= 6
     });
     assert!(d.stderr().contains("status=499"), "{}", d.stderr());
     assert!(d.stderr().contains("client closed the connection"));
@@ -177,7 +218,9 @@ fn clients_that_hang_up_leave_nothing_in_flight_and_are_logged() {
 }
 
 fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -191,7 +234,11 @@ fn a_connect_flood_past_max_connections_holds_few_descriptors() {
         try_request(&d.socket, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 503)
     });
     let before = fd_count(d.child.id());
-    let refused = || d.stderr().matches("refused: server.max-connections reached").count();
+    let refused = || {
+        d.stderr()
+            .matches("refused: server.max-connections reached")
+            .count()
+    };
     let flood: Vec<_> = (0..200)
         .filter_map(|_| UnixStream::connect(&d.socket).ok())
         .collect();
@@ -220,7 +267,10 @@ fn http_beyond_loopback_without_a_token_is_refused_at_start() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(err.contains("http-token") && err.contains("http-allow-unauthenticated"), "{err}");
+    assert!(
+        err.contains("http-token") && err.contains("http-allow-unauthenticated"),
+        "{err}"
+    );
     // Said explicitly, it starts; and on loopback it needs no token.
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "http-allow-unauthenticated = true", None);
@@ -241,9 +291,17 @@ fn every_answer_forbids_outside_sources_and_sniffing() {
         d.predict("x=1&y=1", b"not an image"),
         d.predict("x=100&y=100", &photo("skimage-coffee.jpg")),
     ] {
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{}", r.status);
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{}",
+            r.status
+        );
         let csp = r.header("content-security-policy").unwrap_or_default();
-        assert!(csp.contains("default-src 'none'") && !csp.contains("http"), "{csp}");
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("http"),
+            "{csp}"
+        );
     }
 }
 
@@ -273,7 +331,10 @@ fn bench_reports_throughput_and_percentiles_and_counts_a_stall() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("requests:   20 in") && text.contains("(0 errors)"), "{text}");
+    assert!(
+        text.contains("requests:   20 in") && text.contains("(0 errors)"),
+        "{text}"
+    );
     for line in ["throughput:", "p50:", "p95:", "p99:"] {
         assert!(text.contains(line), "{text}");
     }
@@ -322,7 +383,10 @@ fn the_shutdown_cut_off_ends_requests_still_running() {
     let took = t.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(5), "stopping took {took:?}");
-    assert!(took >= Duration::from_millis(450), "did not wait for the request: {took:?}");
+    assert!(
+        took >= Duration::from_millis(450),
+        "did not wait for the request: {took:?}"
+    );
     assert!(d.stderr().contains("were cut off"), "{}", d.stderr());
     assert!(!d.socket.exists());
 }
@@ -338,12 +402,18 @@ fn a_daemon_without_syslog_logs_to_stderr_and_says_so() {
     );
     let log = dir.path().join("stderr.log");
     let status = serve_daemon(&["--config", config.to_str().unwrap()], dir.path(), &log);
-    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     let socket = dir.path().join("predictd.sock");
     let r = request(&socket, "GET", "/readyz", &[], b"");
     assert_eq!(r.status, 200);
     let text = || std::fs::read_to_string(&log).unwrap();
-    wait_until("the request's log line", 10, || text().contains("route=/readyz status=200"));
+    wait_until("the request's log line", 10, || {
+        text().contains("route=/readyz status=200")
+    });
     stop_pidfile(&dir.path().join("predictd.pid"));
     assert!(text().contains("cannot log to syslog"), "{}", text());
 }

@@ -33,8 +33,14 @@ fn probes_ask_the_socket_of_the_shipped_config() {
     for file in ["daemonset.yaml", "sidecar.yaml"] {
         let text =
             std::fs::read_to_string(common::root().join("deploy/kubernetes").join(file)).unwrap();
-        assert!(text.contains("readinessProbe") && text.contains("livenessProbe"), "{file}");
-        assert!(text.contains("\"health\""), "{file}: probes do not run predictd health");
+        assert!(
+            text.contains("readinessProbe") && text.contains("livenessProbe"),
+            "{file}"
+        );
+        assert!(
+            text.contains("\"health\""),
+            "{file}: probes do not run predictd health"
+        );
         assert!(text.contains(&socket), "{file} does not use {socket}");
     }
     let containerfile = std::fs::read_to_string(common::root().join("Containerfile")).unwrap();

@@ -146,7 +146,8 @@ fn the_fused_depthwise_equals_tracts_own_ops() {
             .model_for_path(root.join("models/themeClassifier.pb"))
             .unwrap();
         m.set_input_names([spec.input.as_str()]).unwrap();
-        m.set_input_fact(0, f32::fact([1, 224, 224, 3]).into()).unwrap();
+        m.set_input_fact(0, f32::fact([1, 224, 224, 3]).into())
+            .unwrap();
         m.select_outputs_by_name([spec.output.as_str()]).unwrap();
         let mut m = m.into_typed().unwrap().into_decluttered().unwrap();
         predictd::fold::fold_depthwise_channel_ops(&mut m).unwrap();
@@ -171,7 +172,11 @@ fn the_fused_depthwise_equals_tracts_own_ops() {
             a[0].to_plain_array_view::<f32>().unwrap(),
             b[0].to_plain_array_view::<f32>().unwrap(),
         );
-        let worst = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let worst = a
+            .iter()
+            .zip(b.iter())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(worst <= 1e-5, "largest difference {worst}");
     }
 }

@@ -19,7 +19,9 @@ fn nginx_binary() -> PathBuf {
             return p.into();
         }
     }
-    panic!("nginx is not installed: tests/run installs it (apt-get install nginx) when run as root");
+    panic!(
+        "nginx is not installed: tests/run installs it (apt-get install nginx) when run as root"
+    );
 }
 
 /// nginx in the foreground with its own prefix folder, running the shipped
@@ -37,9 +39,18 @@ impl Nginx {
         let shipped =
             std::fs::read_to_string(common::root().join("deploy/nginx/predictd.conf")).unwrap();
         let site = shipped
-            .replace("/run/predictd-1/predictd.sock", sockets[0].to_str().unwrap())
-            .replace("/run/predictd-2/predictd.sock", sockets[1].to_str().unwrap())
-            .replace("listen 127.0.0.1:8080;", &format!("listen 127.0.0.1:{port};"));
+            .replace(
+                "/run/predictd-1/predictd.sock",
+                sockets[0].to_str().unwrap(),
+            )
+            .replace(
+                "/run/predictd-2/predictd.sock",
+                sockets[1].to_str().unwrap(),
+            )
+            .replace(
+                "listen 127.0.0.1:8080;",
+                &format!("listen 127.0.0.1:{port};"),
+            );
         assert_ne!(site, shipped);
         std::fs::write(dir.path().join("predictd.conf"), site).unwrap();
         let d = dir.path().display();
@@ -182,9 +193,16 @@ fn no_request_fails_when_an_instance_is_killed_and_restarted_under_load() {
         failed.len()
     );
     assert!(failed.is_empty(), "failed requests: {failed:?}");
-    assert!(before_kill.0 > 0.0 && before_kill.1 > 0.0, "both served before: {before_kill:?}");
     assert!(
-        results.iter().filter(|(t, _)| *t > killed_at && *t < restarted_at).count() > 10,
+        before_kill.0 > 0.0 && before_kill.1 > 0.0,
+        "both served before: {before_kill:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter(|(t, _)| *t > killed_at && *t < restarted_at)
+            .count()
+            > 10,
         "load went on while an instance was down"
     );
     assert!(
@@ -238,7 +256,10 @@ fn the_rate_limit_counts_the_client_nginx_names_not_what_the_client_claims() {
             .status
         })
         .collect();
-    assert!(statuses.contains(&429), "spoofed addresses escaped the limit: {statuses:?}");
+    assert!(
+        statuses.contains(&429),
+        "spoofed addresses escaped the limit: {statuses:?}"
+    );
 
     // Without trust, the header is ignored: everyone shares the uid's bucket.
     let untrusted = Daemon::start("rate-per-uid = 1\nrate-burst = 1");

@@ -29,7 +29,14 @@ fn venv_python() -> PathBuf {
     }
     // Installed again every run, so the tests use this checkout's client.
     let out = Command::new(&python)
-        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--force-reinstall"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--force-reinstall",
+        ])
         .arg(&client)
         .output()
         .unwrap();
@@ -56,7 +63,10 @@ fn run_suite(module: &str) {
     println!("{stdout}\n{stderr}");
     assert!(out.status.success(), "{module} failed:\n{stdout}\n{stderr}");
     // unittest reports skips as "OK (skipped=N)": none may skip here.
-    assert!(!stderr.contains("skipped"), "{module}: a test skipped:\n{stderr}");
+    assert!(
+        !stderr.contains("skipped"),
+        "{module}: a test skipped:\n{stderr}"
+    );
 }
 
 #[test]

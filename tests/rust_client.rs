@@ -116,9 +116,17 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// One predict call on `socket`: its answer and how long it took.
-fn timed_predict(client: &Client, rt: &tokio::runtime::Runtime) -> (predictd::client::Prediction, Duration) {
+fn timed_predict(
+    client: &Client,
+    rt: &tokio::runtime::Runtime,
+) -> (predictd::client::Prediction, Duration) {
     let t = Instant::now();
-    let p = rt.block_on(client.predict(photo("skimage-coffee.jpg"), 100.0, 100.0, &Options::default()));
+    let p = rt.block_on(client.predict(
+        photo("skimage-coffee.jpg"),
+        100.0,
+        100.0,
+        &Options::default(),
+    ));
     (p, t.elapsed())
 }
 
@@ -177,16 +185,25 @@ fn the_circuit_opens_after_failures_in_a_row_and_closes_after_the_cooldown() {
         .timeout(Duration::from_millis(100))
         .circuit_breaker(3, Duration::from_millis(500));
     for _ in 0..3 {
-        assert_eq!(timed_predict(&client, &rt).0.error.as_deref(), Some("timeout"));
+        assert_eq!(
+            timed_predict(&client, &rt).0.error.as_deref(),
+            Some("timeout")
+        );
     }
     let (p, took) = timed_predict(&client, &rt);
     assert_eq!(p.error.as_deref(), Some("circuit_open"));
-    assert!(took < Duration::from_millis(20), "an open circuit waited {took:?}");
+    assert!(
+        took < Duration::from_millis(20),
+        "an open circuit waited {took:?}"
+    );
     assert_eq!(f.requests.load(Ordering::SeqCst), 3);
     // Feedback is not sent either while the circuit is open.
     assert!(!rt.block_on(client.feedback("id", "color", "red")));
     std::thread::sleep(Duration::from_millis(550));
-    assert_eq!(timed_predict(&client, &rt).0.error.as_deref(), Some("timeout"));
+    assert_eq!(
+        timed_predict(&client, &rt).0.error.as_deref(),
+        Some("timeout")
+    );
     assert_eq!(f.requests.load(Ordering::SeqCst), 4);
 }
 
@@ -195,9 +212,14 @@ fn refused_input_is_not_a_failure_of_the_daemon() {
     // An answer, even a refusal, closes the circuit: the daemon is there.
     let f = fake(Fake::Error(422, "invalid_image"));
     let rt = runtime();
-    let client = Client::new(&f.socket).timeout(TIMEOUT).circuit_breaker(1, Duration::from_secs(60));
+    let client = Client::new(&f.socket)
+        .timeout(TIMEOUT)
+        .circuit_breaker(1, Duration::from_secs(60));
     for _ in 0..3 {
-        assert_eq!(timed_predict(&client, &rt).0.error.as_deref(), Some("invalid_image"));
+        assert_eq!(
+            timed_predict(&client, &rt).0.error.as_deref(),
+            Some("invalid_image")
+        );
     }
 }
 
@@ -235,7 +257,10 @@ fn the_real_daemon_answers_async_and_blocking() {
         top: 5,
     };
     let p = rt.block_on(client.predict(photo("skimage-coffee.jpg"), 10.0, 10.0, &odd));
-    assert_eq!((p.status, p.error.as_deref()), (Some(404), Some("not_found")));
+    assert_eq!(
+        (p.status, p.error.as_deref()),
+        (Some(404), Some("not_found"))
+    );
 
     // Refused input: the daemon's code.
     let p = rt.block_on(client.predict(Vec::new(), 1.0, 1.0, &Options::default()));
@@ -246,14 +271,24 @@ fn the_real_daemon_answers_async_and_blocking() {
     let path = common::root().join("tests/fixtures/photos/skimage-coffee.jpg");
     let p = rt.block_on(client.predict(path.as_path(), 10.0, 10.0, &Options::default()));
     assert!(p.ok, "{p:?}");
-    let p = rt.block_on(client.predict(Path::new("/nonexistent.jpg"), 10.0, 10.0, &Options::default()));
+    let p = rt.block_on(client.predict(
+        Path::new("/nonexistent.jpg"),
+        10.0,
+        10.0,
+        &Options::default(),
+    ));
     assert_eq!(p.error.as_deref(), Some("not_found"));
 
     // The blocking client, from a thread without a runtime.
     let socket = d.socket.clone();
     std::thread::spawn(move || {
         let client = blocking::Client::new(&socket).timeout(Duration::from_secs(10));
-        let p = client.predict(photo("skimage-coffee.jpg"), 100.0, 100.0, &Options::default());
+        let p = client.predict(
+            photo("skimage-coffee.jpg"),
+            100.0,
+            100.0,
+            &Options::default(),
+        );
         assert!(p.ok, "{p:?}");
         assert!(client.feedback(p.id.as_deref().unwrap(), "color", "brown"));
     })
@@ -281,7 +316,12 @@ fn health_exits_0_when_the_daemon_answers_and_69_when_not() {
     // A daemon that does not answer in time is not healthy.
     let f = fake(Fake::Silent);
     let t = Instant::now();
-    let out = run(&["--socket", f.socket.to_str().unwrap(), "--timeout-ms", "300"]);
+    let out = run(&[
+        "--socket",
+        f.socket.to_str().unwrap(),
+        "--timeout-ms",
+        "300",
+    ]);
     assert_eq!(out.status.code(), Some(69));
     assert!(t.elapsed() < Duration::from_secs(3));
     // Not ready is 69 for --ready.

@@ -413,7 +413,6 @@ pub fn camera_photo() -> Vec<u8> {
     out.into_inner()
 }
 
-
 /// Marks a test as skipped: says so on stderr and in
 /// target/test-skips.txt (tests/run prints it after the run). Where every
 /// test must run (tests/run as root, as CI runs it, sets
@@ -424,7 +423,11 @@ pub fn skip(test: &str, reason: &str) {
     }
     eprintln!("skipped: {test}: {reason}");
     let file = root().join("target/test-skips.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+    {
         let _ = writeln!(f, "{test}: {reason}");
     }
 }

@@ -141,7 +141,10 @@ pub fn run_channels(
         assert!(offset >= 0, "a tap before the input");
         let last = offset as usize + (len - 1) * in_stride + channels;
         assert!(last <= input.len(), "a tap past the input");
-        assert!((tap + 1) * channels <= kernel.len(), "a tap past the kernel");
+        assert!(
+            (tap + 1) * channels <= kernel.len(),
+            "a tap past the kernel"
+        );
     }
     let run = tract_linalg::routines::depthwise_c_f32().unwrap_or(portable::depthwise_c_f32);
     // SAFETY: the asserts above are the routine's contract (every read of
