@@ -1,14 +1,15 @@
-//! Decoded images kept for the next click on the same photo.
+//! Images kept for the next click on the same photo.
 //!
 //! A person clicks several points on one photo, and the application sends
 //! the photo again with each point. Decoding a 12 MP JPEG is the largest
-//! part of such a request, so the decoded (and EXIF-oriented) image is kept,
-//! keyed by the SHA-256 of the uploaded bytes, in a cache bounded in bytes
-//! (`image-cache-bytes`). The least recently used image goes first; an
-//! image larger than the whole bound is not kept. Models read the very same
-//! pixels on a hit as on a miss, so answers do not depend on the cache.
+//! part of such a request, so what the models read of it (a
+//! [`Source`](crate::source::Source): the upload and the planes decoded
+//! from it so far) is kept, keyed by the SHA-256 of the uploaded bytes, in
+//! a cache bounded in bytes (`image-cache-bytes`). The least recently used
+//! image goes first; an image larger than the whole bound is not kept.
+//! Models read the very same pixels on a hit as on a miss, so answers do not
+//! depend on the cache.
 
-use image::RgbImage;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,16 +18,16 @@ use std::sync::{Arc, Mutex};
 /// The content hash an image is kept under.
 pub type Key = [u8; 32];
 
-pub struct ImageCache {
+pub struct ImageCache<V = crate::source::Source> {
     max_bytes: u64,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<V>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
-#[derive(Default)]
-struct Inner {
-    images: HashMap<Key, Arc<RgbImage>>,
+struct Inner<V> {
+    /// Each value with the bytes it was counted for.
+    images: HashMap<Key, (Arc<V>, u64)>,
     /// Least recently used first.
     order: VecDeque<Key>,
     bytes: u64,
@@ -41,16 +42,16 @@ pub struct CacheStats {
     pub images: usize,
 }
 
-fn size_of(image: &RgbImage) -> u64 {
-    image.as_raw().len() as u64
-}
-
-impl ImageCache {
-    /// A cache of at most `max_bytes` of pixels; 0 keeps nothing.
-    pub fn new(max_bytes: u64) -> ImageCache {
+impl<V> ImageCache<V> {
+    /// A cache of at most `max_bytes`; 0 keeps nothing.
+    pub fn new(max_bytes: u64) -> ImageCache<V> {
         ImageCache {
             max_bytes,
-            inner: Mutex::default(),
+            inner: Mutex::new(Inner {
+                images: HashMap::new(),
+                order: VecDeque::new(),
+                bytes: 0,
+            }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -60,19 +61,15 @@ impl ImageCache {
         self.max_bytes > 0
     }
 
-    pub fn key(bytes: &[u8]) -> Key {
-        Sha256::digest(bytes).into()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<V>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The image kept under `key`, now the most recently used; counts a
     /// hit or a miss.
-    pub fn get(&self, key: &Key) -> Option<Arc<RgbImage>> {
+    pub fn get(&self, key: &Key) -> Option<Arc<V>> {
         let mut inner = self.lock();
-        let found = inner.images.get(key).cloned();
+        let found = inner.images.get(key).map(|(v, _)| v.clone());
         if found.is_some() {
             if let Some(at) = inner.order.iter().position(|k| k == key) {
                 inner.order.remove(at);
@@ -85,16 +82,17 @@ impl ImageCache {
         found
     }
 
-    /// Keeps `image` under `key`, evicting the least recently used images
-    /// until it fits; an image larger than the bound is not kept.
-    pub fn insert(&self, key: Key, image: Arc<RgbImage>) {
-        let size = size_of(&image);
+    /// Keeps `value`, which takes `size` bytes, under `key` (again: the
+    /// size of a value that grew is counted anew), evicting the least
+    /// recently used images until it fits; one larger than the bound is not
+    /// kept.
+    pub fn insert(&self, key: Key, value: Arc<V>, size: u64) {
         if size > self.max_bytes {
             return;
         }
         let mut inner = self.lock();
-        if let Some(old) = inner.images.insert(key, image) {
-            inner.bytes -= size_of(&old);
+        if let Some((_, old)) = inner.images.insert(key, (value, size)) {
+            inner.bytes -= old;
             if let Some(at) = inner.order.iter().position(|k| *k == key) {
                 inner.order.remove(at);
             }
@@ -105,8 +103,8 @@ impl ImageCache {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
-            if let Some(gone) = inner.images.remove(&oldest) {
-                inner.bytes -= size_of(&gone);
+            if let Some((_, gone)) = inner.images.remove(&oldest) {
+                inner.bytes -= gone;
             }
         }
     }
@@ -122,24 +120,36 @@ impl ImageCache {
     }
 }
 
+/// The content hash an upload is kept under.
+pub fn key(bytes: &[u8]) -> Key {
+    Sha256::digest(bytes).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::RgbImage;
 
     fn image(w: u32, h: u32, v: u8) -> Arc<RgbImage> {
         Arc::new(RgbImage::from_pixel(w, h, image::Rgb([v, v, v])))
     }
 
+    /// Counts an image by its pixels' bytes.
+    fn put(cache: &ImageCache<RgbImage>, key: Key, img: Arc<RgbImage>) {
+        let size = img.as_raw().len() as u64;
+        cache.insert(key, img, size);
+    }
+
     #[test]
     fn the_least_recently_used_image_goes_first_and_the_bound_holds() {
         // 10x10 RGB is 300 bytes; room for three
-        let cache = ImageCache::new(900);
+        let cache = ImageCache::<RgbImage>::new(900);
         let (a, b, c, d) = ([1; 32], [2; 32], [3; 32], [4; 32]);
-        cache.insert(a, image(10, 10, 1));
-        cache.insert(b, image(10, 10, 2));
-        cache.insert(c, image(10, 10, 3));
+        put(&cache, a, image(10, 10, 1));
+        put(&cache, b, image(10, 10, 2));
+        put(&cache, c, image(10, 10, 3));
         assert!(cache.get(&a).is_some()); // a is now the most recent
-        cache.insert(d, image(10, 10, 4)); // evicts b
+        put(&cache, d, image(10, 10, 4)); // evicts b
         assert!(cache.get(&b).is_none());
         assert_eq!(cache.get(&a).unwrap().get_pixel(0, 0).0, [1, 1, 1]);
         assert!(cache.get(&c).is_some());
@@ -148,19 +158,19 @@ mod tests {
         assert_eq!((s.images, s.bytes), (3, 900));
         assert_eq!((s.hits, s.misses), (4, 1));
         // too large for the whole cache: not kept, nothing evicted
-        cache.insert([5; 32], image(20, 20, 5));
+        put(&cache, [5; 32], image(20, 20, 5));
         assert_eq!(cache.stats().images, 3);
         // the same key again replaces, without counting twice
-        cache.insert(d, image(10, 10, 9));
+        put(&cache, d, image(10, 10, 9));
         assert_eq!(cache.stats().bytes, 900);
         assert_eq!(cache.get(&d).unwrap().get_pixel(0, 0).0, [9, 9, 9]);
     }
 
     #[test]
     fn a_zero_bound_keeps_nothing() {
-        let cache = ImageCache::new(0);
+        let cache = ImageCache::<RgbImage>::new(0);
         assert!(!cache.enabled());
-        cache.insert([1; 32], image(1, 1, 1));
+        put(&cache, [1; 32], image(1, 1, 1));
         assert_eq!(cache.stats().images, 0);
     }
 }

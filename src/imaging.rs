@@ -68,6 +68,10 @@ pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, ImageError> {
 /// Width and height as the header states them, without decoding pixels.
 pub fn header_dimensions(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), ImageError> {
     let format = sniff(bytes)?;
+    if format == ImageFormat::Jpeg {
+        let h = jpeg_parts::header(bytes).map_err(jpeg_invalid)?;
+        return Ok((format, h.width, h.height));
+    }
     let invalid = |e: image::ImageError| ImageError::Invalid {
         format: format_name(format),
         reason: e.to_string(),
@@ -197,10 +201,23 @@ impl Decoded {
     }
 }
 
-/// Decodes `bytes` once: format from the bytes, pixel count checked against
-/// `max_pixels` from the header first, EXIF orientation applied.
+/// Decodes `bytes` whole: format from the bytes, pixel count checked against
+/// `max_pixels` from the header first, EXIF orientation applied. JPEGs go
+/// through libjpeg-turbo ([`crate::jpeg`]), other formats through `image`.
+/// Serving reads JPEGs by parts instead ([`crate::source`]).
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     let (format, width, height) = header_dimensions(bytes)?;
+    if format == ImageFormat::Jpeg {
+        let header = jpeg_parts::header(bytes).map_err(jpeg_invalid)?;
+        check_jpeg(bytes, header.width, header.height, max_pixels)?;
+        let limit = usize::try_from(max_pixels.saturating_mul(6).saturating_add(64 << 20))
+            .unwrap_or(usize::MAX);
+        let stored = jpeg_parts::decode_scaled(bytes, 1, limit).map_err(jpeg_invalid)?;
+        return Ok(Decoded {
+            format,
+            rgb: orient(stored, header.orientation),
+        });
+    }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > max_pixels {
         return Err(ImageError::TooLarge {
@@ -216,11 +233,6 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     if width == 0 || height == 0 {
         return Err(invalid("zero width or height".into()));
     }
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(invalid(
-            "truncated: the last scan has no end-of-image marker".into(),
-        ));
-    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     // The header was checked above; the allocation limit is a second fence
     // against decoders whose real output differs from what the header said
@@ -232,15 +244,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let strict = if format == ImageFormat::Jpeg {
-        decode_jpeg_strict(bytes, max_pixels).map_err(invalid)?
-    } else {
-        None
-    };
-    let img = match strict {
-        Some(rgb) => DynamicImage::ImageRgb8(rgb),
-        None => DynamicImage::from_decoder(decoder).map_err(|e| invalid(e.to_string()))?,
-    };
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| invalid(e.to_string()))?;
     let rgb = match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
@@ -251,12 +255,48 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     })
 }
 
+fn jpeg_invalid(e: jpeg_parts::Failed) -> ImageError {
+    ImageError::Invalid {
+        format: "JPEG",
+        reason: e.0,
+    }
+}
+
+/// What a JPEG's header and structure must pass before any pixel is
+/// decoded: the size limit, a non-empty frame, and an end-of-image marker
+/// after the last scan (an upload cut short has none).
+pub fn check_jpeg(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    max_pixels: u64,
+) -> Result<(), ImageError> {
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            limit: max_pixels,
+        });
+    }
+    if width == 0 || height == 0 {
+        return Err(jpeg_invalid(jpeg_parts::Failed(
+            "zero width or height".into(),
+        )));
+    }
+    if !jpeg_is_complete(bytes) {
+        return Err(jpeg_invalid(jpeg_parts::Failed(
+            "truncated: the last scan has no end-of-image marker".into(),
+        )));
+    }
+    Ok(())
+}
+
 /// Applies the EXIF orientation. The four that swap width and height (phone
 /// photos held upright are stored turned) go through [`transpose_tiled`]:
 /// on a 16 MP photo about 100 ms instead of `image`'s 130-160 ms (measured
 /// on this project's machine; most of what is left is faulting in the new
 /// 48 MB image).
-fn orient(rgb: RgbImage, orientation: image::metadata::Orientation) -> RgbImage {
+pub(crate) fn orient(rgb: RgbImage, orientation: image::metadata::Orientation) -> RgbImage {
     use image::metadata::Orientation as O;
     let (w, h) = (rgb.width(), rgb.height());
     match orientation {
@@ -309,91 +349,6 @@ fn transpose_tiled(src: &RgbImage, to: impl Fn(u32, u32) -> (u32, u32)) -> RgbIm
         }
     }
     dst
-}
-
-/// Decodes a JPEG strictly: entropy-coded data that does not decode, or a
-/// scan that ends before the image does, is an error (a lenient decoder
-/// fills the rest in and would serve it). `Ok(None)` when only the strict
-/// checks of the file's structure complained (stray bytes or markers
-/// between segments, which browsers accept): the caller then decodes it
-/// leniently.
-///
-/// A sequential scan that reaches the end-of-image marker early is padded
-/// with zero bits by the decoder, silently, even in strict mode; without
-/// that marker it runs out of data instead, which strict mode reports. So
-/// sequential JPEGs are decoded without their final marker (a complete scan
-/// never needs it). Progressive ones are decoded whole: their scans refine
-/// the entire image, so a missing scan loses detail, not rows.
-fn decode_jpeg_strict(bytes: &[u8], max_pixels: u64) -> Result<Option<RgbImage>, String> {
-    use zune_jpeg::errors::DecodeErrors as E;
-    let side = usize::try_from(max_pixels)
-        .unwrap_or(usize::MAX)
-        .min(65_535);
-    let options = zune_core::options::DecoderOptions::default()
-        .set_strict_mode(true)
-        .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB)
-        .set_max_width(side)
-        .set_max_height(side);
-    let new = |input| {
-        zune_jpeg::JpegDecoder::new_with_options(
-            zune_core::bytestream::ZCursor::new(input),
-            options,
-        )
-    };
-    let classify = |e: E| match e {
-        // Stray bytes between header segments: libjpeg warns and reads on,
-        // and so does the lenient decode this sends the file to.
-        E::FormatStatic(m) if m.contains("Extra bytes between headers") => Ok(None),
-        E::FormatStatic(_) | E::HuffmanDecode(_) | E::MCUError(_) | E::ExhaustedData => {
-            Err(format!("the scan data does not decode: {e}"))
-        }
-        // Bad Huffman codes in the scan come back as a plain format error.
-        E::Format(ref m) if m.contains("Huffman") || m.contains("corrupt") => {
-            Err(format!("the scan data does not decode: {e}"))
-        }
-        E::IoErrors(e) => Err(format!("the scan data ends early: {e:?}")),
-        _ => Ok(None),
-    };
-    let mut probe = new(bytes);
-    if let Err(e) = probe.decode_headers() {
-        return classify(e);
-    }
-    // SOF0 baseline and SOF1 extended sequential, both Huffman-coded.
-    let sequential = matches!(jpeg_frame_marker(bytes), Some(0xC0 | 0xC1));
-    let input = match bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]) {
-        Some(eoi) if sequential => &bytes[..eoi],
-        _ => bytes,
-    };
-    let mut decoder = new(input);
-    match decoder.decode() {
-        Ok(pixels) => {
-            let (w, h) = decoder
-                .dimensions()
-                .ok_or_else(|| "no dimensions after decoding".to_string())?;
-            let rgb = RgbImage::from_raw(w as u32, h as u32, pixels)
-                .ok_or_else(|| "decoded data does not match its dimensions".to_string())?;
-            Ok(Some(rgb))
-        }
-        Err(e) => classify(e),
-    }
-}
-
-/// The start-of-frame marker (0xC0 to 0xCF but 0xC4, 0xC8, 0xCC) of a JPEG.
-fn jpeg_frame_marker(b: &[u8]) -> Option<u8> {
-    let mut i = 2;
-    while i + 4 <= b.len() {
-        if b[i] != 0xFF {
-            return None;
-        }
-        let marker = b[i + 1];
-        match marker {
-            0xFF => i += 1,
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return Some(marker),
-            0xDA | 0xD9 => return None,
-            _ => i += 2 + usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]])),
-        }
-    }
-    None
 }
 
 /// A JPEG whose upload was cut short still decodes in most decoders, with
@@ -498,12 +453,20 @@ pub fn window(crop: Crop, w: u32, h: u32, px: u32, py: u32) -> Window {
 
 /// Crops the model's window around the point, resizes it to the model's
 /// input and scales the values: the model's input tensor data, NHWC order.
-pub fn model_input(img: &RgbImage, spec: &ModelConfig, px: u32, py: u32) -> (Window, Vec<f32>) {
-    let win = window(spec.crop, img.width(), img.height(), px, py);
+/// The window is that of the whole image (and is returned as such); it is
+/// read from the pixels `view` holds of it.
+pub fn model_input(
+    view: &crate::source::View,
+    spec: &ModelConfig,
+    px: u32,
+    py: u32,
+) -> (Window, Vec<f32>) {
+    let win = window(spec.crop, view.full.0, view.full.1, px, py);
+    let (img, local) = (&*view.image, view.local(win));
     let (tw, th) = (spec.input_width, spec.input_height);
-    let patch = match prereduce_factor(win, tw, th) {
-        Some(k) => prereduce(img, win, k).unwrap_or_else(|| extract(img, win)),
-        None => extract(img, win),
+    let patch = match prereduce_factor(local, tw, th) {
+        Some(k) => prereduce(img, local, k).unwrap_or_else(|| extract(img, local)),
+        None => extract(img, local),
     };
     let resized = if patch.dimensions() == (tw, th) {
         patch
@@ -780,11 +743,12 @@ mod tests {
         let mut spec = crate::config::Config::default().models[1].clone();
         spec.input_width = 4;
         spec.input_height = 3;
-        let (_, data) = model_input(&img, &spec, 10, 10);
+        let view = crate::source::View::whole(std::sync::Arc::new(img));
+        let (_, data) = model_input(&view, &spec, 10, 10);
         assert_eq!(data.len(), 4 * 3 * 3);
         assert_eq!(&data[..3], &[1.0, 0.0, -127.0 / 128.0]);
         spec.channels = ChannelOrder::Bgr;
-        let (_, data) = model_input(&img, &spec, 10, 10);
+        let (_, data) = model_input(&view, &spec, 10, 10);
         assert_eq!(&data[..3], &[-127.0 / 128.0, 0.0, 1.0]);
     }
 }

@@ -92,4 +92,5 @@ pub mod predict;
 pub mod ratelimit;
 pub mod server;
 pub mod signals;
+pub mod source;
 pub mod state;

@@ -12,6 +12,7 @@
 
 use crate::config::{Config, ModelConfig};
 use crate::imaging::{self, Window};
+use crate::source::View;
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -90,7 +91,7 @@ pub fn run_on<R: Send>(executor: &Executor, f: impl FnOnce() -> R + Send) -> R {
 
 /// What a worker is asked to do.
 struct Job {
-    image: Arc<RgbImage>,
+    view: View,
     x: u32,
     y: u32,
     queued_at: Instant,
@@ -150,13 +151,13 @@ impl Model {
     /// [`ModelError::Overloaded`] when the queue is full.
     pub fn submit(
         &self,
-        image: Arc<RgbImage>,
+        view: View,
         x: u32,
         y: u32,
     ) -> Result<oneshot::Receiver<Result<Inference, ModelError>>, ModelError> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
-            image,
+            view,
             x,
             y,
             queued_at: Instant::now(),
@@ -174,13 +175,8 @@ impl Model {
     }
 
     /// Runs one inference and waits for it.
-    pub async fn infer(
-        &self,
-        image: Arc<RgbImage>,
-        x: u32,
-        y: u32,
-    ) -> Result<Inference, ModelError> {
-        let rx = self.submit(image, x, y)?;
+    pub async fn infer(&self, view: View, x: u32, y: u32) -> Result<Inference, ModelError> {
+        let rx = self.submit(view, x, y)?;
         rx.await
             .map_err(|_| ModelError::Gone(self.info.name.clone()))?
     }
@@ -242,7 +238,11 @@ impl Registry {
     /// Runs every model once on a mid-grey image and checks that it answers
     /// with one finite probability per label.
     fn self_test(&self) -> Result<(), ModelError> {
-        let grey = Arc::new(RgbImage::from_pixel(64, 48, image::Rgb([128, 128, 128])));
+        let grey = View::whole(Arc::new(RgbImage::from_pixel(
+            64,
+            48,
+            image::Rgb([128, 128, 128]),
+        )));
         for m in &self.models {
             let rx = m.submit(grey.clone(), 32, 24)?;
             let inference = rx
@@ -355,7 +355,7 @@ fn work(
         }
         let queued = job.queued_at.elapsed();
         let started = Instant::now();
-        let (window, data) = imaging::model_input(&job.image, &spec, job.x, job.y);
+        let (window, data) = imaging::model_input(&job.view, &spec, job.x, job.y);
         let preprocess = started.elapsed();
         let alone = busy.fetch_add(1, Ordering::SeqCst) == 0 && jobs.is_empty();
         let executor = if alone {

@@ -6,6 +6,7 @@
 
 use crate::imaging::{self, ImageError, Window};
 use crate::models::{top_labels, ModelError, Registry};
+use crate::source::{Need, Source};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -160,35 +161,40 @@ fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 100.0
 }
 
-/// Decodes `bytes` on a blocking thread, first taking the image's pixels
-/// from `budget`: the returned permit holds them until the caller drops it,
-/// after the models are done with the image.
-async fn decode_within(
+/// Runs `f` on a blocking thread; a panic in it (a decoder's, say) is an
+/// internal error with its reason.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PredictError> {
+    tokio::task::spawn_blocking(f).await.map_err(died)
+}
+
+/// A blocking task that did not finish, as an internal error.
+fn died(e: tokio::task::JoinError) -> PredictError {
+    let reason = panic_reason(e);
+    log::error!("decoder failed: {reason}");
+    PredictError::Internal(format!("The decoder failed: {reason}"))
+}
+
+/// Opens the upload: the header of a JPEG, the whole image of other
+/// formats (whose pixels are taken from `budget` first; the returned permit
+/// holds them until the caller drops it, after the models are done).
+async fn open_within(
     bytes: bytes::Bytes,
     max_pixels: u64,
     budget: Option<&imaging::PixelBudget>,
-) -> Result<(imaging::Decoded, Option<tokio::sync::OwnedSemaphorePermit>), PredictError> {
+) -> Result<(Source, Option<tokio::sync::OwnedSemaphorePermit>), PredictError> {
     let permit = match budget {
-        Some(budget) => {
+        Some(budget) if imaging::sniff(&bytes)? != image::ImageFormat::Jpeg => {
             let (_, w, h) = imaging::header_dimensions(&bytes)?;
             let pixels = u64::from(w) * u64::from(h);
-            if pixels > max_pixels {
-                // refused by `decode` below, without holding anything
-                None
-            } else {
-                Some(budget.acquire(pixels).await)
-            }
+            // an image over the limit is refused by `open`, holding nothing
+            (pixels <= max_pixels).then_some(budget.acquire(pixels).await)
         }
-        None => None,
+        _ => None,
     };
-    let decoded = tokio::task::spawn_blocking(move || imaging::decode(&bytes, max_pixels))
-        .await
-        .map_err(|e| {
-            let reason = panic_reason(e);
-            log::error!("decoder failed: {reason}");
-            PredictError::Internal(format!("The decoder failed: {reason}"))
-        })??;
-    Ok((decoded, permit))
+    let source = blocking(move || Source::open(bytes, max_pixels)).await??;
+    Ok((source, permit))
 }
 
 /// What a task that did not finish died of.
@@ -234,40 +240,30 @@ pub async fn predict(
         }
     };
     // The same upload as a recent one (another click on the same photo):
-    // its decoded pixels, if the cache still has them.
+    // what was decoded of it, if the cache still has it.
     let cache = cache.filter(|c| c.enabled());
     let key = match cache {
         Some(_) => {
             let b = bytes.clone();
-            let hashed = tokio::task::spawn_blocking(move || crate::cache::ImageCache::key(&b));
-            Some(
-                hashed
-                    .await
-                    .map_err(|e| PredictError::BadRequest(format!("hashing failed: {e}")))?,
-            )
+            Some(blocking(move || crate::cache::key(&b)).await?)
         }
         None => None,
     };
     let cached = match (cache, &key) {
         (Some(c), Some(k)) => c
             .get(k)
-            .filter(|img| u64::from(img.width()) * u64::from(img.height()) <= max_pixels),
+            .filter(|s| u64::from(s.width) * u64::from(s.height) <= max_pixels),
         _ => None,
     };
     let cache_hit = cache.map(|_| cached.is_some());
-    let (image, _pixels) = match cached {
-        Some(image) => (image, None),
+    let (source, _pixels) = match cached {
+        Some(source) => (source, None),
         None => {
-            let (decoded, pixels) = decode_within(bytes, max_pixels, budget).await?;
-            let image = Arc::new(decoded.rgb);
-            if let (Some(c), Some(k)) = (cache, key) {
-                c.insert(k, image.clone());
-            }
-            (image, pixels)
+            let (source, pixels) = open_within(bytes, max_pixels, budget).await?;
+            (Arc::new(source), pixels)
         }
     };
-    let decode_time = started.elapsed();
-    let (width, height) = (image.width(), image.height());
+    let (width, height) = (source.width, source.height);
     let inside = params.x >= 0.0
         && params.y >= 0.0
         && params.x < f64::from(width)
@@ -281,10 +277,57 @@ pub async fn predict(
         });
     }
     let (x, y) = (params.x.floor() as u32, params.y.floor() as u32);
+    // What each model reads of the image; each different part is decoded
+    // once, all of them side by side.
+    let needs: Vec<Need> = models
+        .iter()
+        .map(|m| source.need(&m.spec, imaging::window(m.spec.crop, width, height, x, y)))
+        .collect();
+    let mut parts: Vec<Need> = Vec::with_capacity(needs.len());
+    for n in &needs {
+        if !parts.contains(n) {
+            parts.push(*n);
+        }
+    }
+    // Without a plane to decode, a rectangle reads on to the end of the
+    // file, so that an upload which does not decode is refused all the same.
+    let check_rest = !needs.iter().any(|n| matches!(n, Need::Plane(_)));
+    let mut decoding = Vec::with_capacity(parts.len());
+    for need in parts.iter().copied() {
+        let permit = match budget {
+            Some(b) => match source.cost(need) {
+                0 => None,
+                pixels => Some(b.acquire(pixels).await),
+            },
+            None => None,
+        };
+        let s = source.clone();
+        // spawned now (not when awaited), so that the parts decode together
+        decoding.push(tokio::task::spawn_blocking(move || {
+            let view = s.view(need, check_rest, max_pixels);
+            drop(permit);
+            view
+        }));
+    }
+    let mut views = Vec::with_capacity(parts.len());
+    for (need, task) in parts.iter().zip(decoding) {
+        views.push((*need, task.await.map_err(died)??));
+    }
+    if let (Some(c), Some(k)) = (cache, key) {
+        if source.checked() {
+            c.insert(k, source.clone(), source.held_bytes());
+        }
+    }
+    let decode_time = started.elapsed();
     // Queue every model's job before awaiting any, so they run side by side.
     let mut pending = Vec::with_capacity(models.len());
-    for m in &models {
-        pending.push(m.submit(image.clone(), x, y)?);
+    for (m, need) in models.iter().zip(&needs) {
+        let view = views
+            .iter()
+            .find(|(n, _)| n == need)
+            .map(|(_, v)| v.clone())
+            .expect("every need was decoded");
+        pending.push(m.submit(view, x, y)?);
     }
     let mut out = Prediction {
         id: uuid::Uuid::now_v7().to_string(),
