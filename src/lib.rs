@@ -59,10 +59,14 @@
 //! ([`input::read_predict_input`]: raw body, multipart form or JSON path)
 //! within the body limit, against one snapshot of config and models
 //! ([`state::State::served`]). [`predict::predict`] resolves the model
-//! names, decodes the image once on a blocking thread ([`imaging::decode`]:
+//! names, opens the image on a blocking thread ([`source::Source::open`]:
 //! format from the bytes, pixel count from the header before any pixel is
-//! allocated, EXIF orientation), checks the point, then queues one job per
-//! model at the same time. Each model's worker thread ([`models`]) crops
+//! allocated, EXIF orientation; only other formats than JPEG are decoded
+//! there, whole, by [`imaging::decode`]), checks the point, decodes what
+//! each model's window needs of a JPEG side by side (a plane at DCT scale,
+//! or a rectangle at full size: [`source`], with libjpeg-turbo through the
+//! workspace crate `jpeg-parts`), keeps it in the [`cache`] for the next
+//! click, then queues one job per model at the same time. Each model's worker thread ([`models`]) crops
 //! its window, resizes it, runs its tract plan and replies on the job's
 //! own channel; a full queue is a 503 at once. The answers are gathered
 //! into the JSON of the SPEC ([`error`] maps any failure), and the

@@ -297,25 +297,25 @@ impl Metrics {
         let image_cache_hits = Counter::default();
         registry.register(
             "predictd_image_cache_hits",
-            "Predictions whose decoded image came from the image cache",
+            "Predictions whose image (the upload and what was decoded of it) came from the image cache",
             image_cache_hits.clone(),
         );
         let image_cache_misses = Counter::default();
         registry.register(
             "predictd_image_cache_misses",
-            "Predictions that decoded their image (and offered it to the cache)",
+            "Predictions that opened their image anew (and offered it to the cache)",
             image_cache_misses.clone(),
         );
         let image_cache_bytes = Gauge::default();
         registry.register(
             "predictd_image_cache_bytes",
-            "Bytes of decoded images in the image cache (bounded by image-cache-bytes)",
+            "Bytes of uploads and decoded planes in the image cache (bounded by image-cache-bytes)",
             image_cache_bytes.clone(),
         );
         let image_cache_images = Gauge::default();
         registry.register(
             "predictd_image_cache_images",
-            "Decoded images in the image cache",
+            "Images in the image cache",
             image_cache_images.clone(),
         );
         let connections_refused = Family::<LimitLabels, Counter>::default();
