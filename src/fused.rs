@@ -50,16 +50,49 @@ impl DepthwiseClip {
 
     /// Runs the convolution on `input` (HWC), `kernel` (`[kh, kw, C]`) and
     /// `bias` (`[C]`) into `output` (`[out_h, out_w, C]`), clamped.
+    ///
+    /// Inside a rayon pool of several threads (a model worker's pool when
+    /// its inference is the only work: `[[model]] threads`), the output rows
+    /// are split in one band per thread; anywhere else (a worker's own
+    /// thread) it runs on the calling thread alone, never on rayon's global
+    /// pool.
     pub fn run(&self, input: &[f32], kernel: &[f32], bias: &[f32], output: &mut [f32]) {
         let (h, w, c) = self.hwc();
-        let (lo, hi) = (f32::from_bits(self.low), f32::from_bits(self.high));
         assert_eq!(input.len(), h * w * c);
         assert_eq!(kernel.len(), self.kernel_h * self.kernel_w * c);
         assert_eq!(bias.len(), c);
         assert_eq!(output.len(), self.out_h * self.out_w * c);
+        let threads = match rayon::current_thread_index() {
+            Some(_) => rayon::current_num_threads().min(self.out_h),
+            None => 1,
+        };
+        if threads <= 1 || output.is_empty() {
+            self.run_rows(input, kernel, bias, 0, output);
+            return;
+        }
+        let band = self.out_h.div_ceil(threads);
+        rayon::scope(|scope| {
+            for (i, rows) in output.chunks_mut(band * self.out_w * c).enumerate() {
+                scope.spawn(move |_| self.run_rows(input, kernel, bias, i * band, rows));
+            }
+        });
+    }
+
+    /// Output rows from `first` on, as many as `output` holds.
+    fn run_rows(
+        &self,
+        input: &[f32],
+        kernel: &[f32],
+        bias: &[f32],
+        first: usize,
+        output: &mut [f32],
+    ) {
+        let (h, w, c) = self.hwc();
+        let (lo, hi) = (f32::from_bits(self.low), f32::from_bits(self.high));
+        let rows = output.len() / (self.out_w * c);
         let mut taps: Vec<usize> = Vec::with_capacity(self.kernel_h * self.kernel_w);
         let mut offsets: Vec<isize> = Vec::with_capacity(self.kernel_h * self.kernel_w);
-        for oy in 0..self.out_h {
+        for oy in first..first + rows {
             let y0 = (oy * self.stride_h) as isize - self.pad_top as isize;
             let mut ox = 0;
             while ox < self.out_w {
@@ -92,7 +125,8 @@ impl DepthwiseClip {
                     }
                 }
                 let len = end - ox;
-                let out = &mut output[(oy * self.out_w + ox) * c..(oy * self.out_w + end) * c];
+                let at = (oy - first) * self.out_w;
+                let out = &mut output[(at + ox) * c..(at + end) * c];
                 if taps.is_empty() {
                     out.chunks_mut(c).for_each(|o| o.copy_from_slice(bias));
                 } else {
@@ -220,8 +254,19 @@ mod tests {
             .collect()
     }
 
+    /// Also split over pools of 2 and 3 threads (bands of rows, the last
+    /// one shorter): the very same values as on one thread.
     #[test]
     fn equals_the_definition_on_odd_shapes_edges_strides_and_paddings() {
+        let pools: Vec<rayon::ThreadPool> = [2, 3]
+            .iter()
+            .map(|&n| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
         let mut seed = 7;
         let mut cases = 0;
         for &(h, w) in &[(1, 1), (2, 3), (7, 5), (12, 9), (17, 16)] {
@@ -258,6 +303,15 @@ mod tests {
                             let want = naive(&op, &input, &kernel, &bias);
                             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                                 assert!((g - w).abs() <= 1e-5, "{op:?} at {i}: {g} vs {w}");
+                            }
+                            for pool in &pools {
+                                let mut split = vec![f32::NAN; got.len()];
+                                pool.install(|| op.run(&input, &kernel, &bias, &mut split));
+                                let same = split
+                                    .iter()
+                                    .zip(&got)
+                                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                                assert!(same, "{op:?} on {} threads", pool.current_num_threads());
                             }
                             cases += 1;
                         }
