@@ -14,6 +14,7 @@ use tract_tensorflow::prelude::*;
 use tract_tensorflow::tract_core::ops::binary::TypedBinOp;
 use tract_tensorflow::tract_core::ops::cnn::conv::Conv;
 use tract_tensorflow::tract_core::ops::cnn::PaddingSpec;
+use tract_tensorflow::tract_core::ops::einsum::EinSum;
 use tract_tensorflow::tract_core::ops::math::{Add, Max, Min, Mul};
 use tract_tensorflow::tract_core::ops::nn::DataFormat;
 
@@ -335,6 +336,29 @@ fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(bool, f32, 
     }
 }
 
+/// A clamp as the only consumers of `id`'s output: `Max` then `Min`, or
+/// `Min` then `Max`, with one-value constants: (low, high, the last node).
+fn clamp_pair_after(model: &TypedModel, id: usize) -> TractResult<Option<(f32, f32, usize)>> {
+    let Some((first_max, first, first_id)) = clamp_after(model, id)? else {
+        return Ok(None);
+    };
+    let Some((second_max, second, second_id)) = clamp_after(model, first_id)? else {
+        return Ok(None);
+    };
+    if first_max == second_max {
+        return Ok(None);
+    }
+    let (low, high) = if first_max {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    if low.is_nan() || high.is_nan() || low > high {
+        return Ok(None);
+    }
+    Ok(Some((low, high, second_id)))
+}
+
 fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
     let node = model.node(id);
     let Some((conv, kernel, bias)) = const_depthwise(model, id)? else {
@@ -368,24 +392,9 @@ fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     {
         return Ok(None);
     }
-    // Max then Min, or Min then Max: [low, high].
-    let Some((first_max, first, first_id)) = clamp_after(model, id)? else {
+    let Some((low, high, second_id)) = clamp_pair_after(model, id)? else {
         return Ok(None);
     };
-    let Some((second_max, second, second_id)) = clamp_after(model, first_id)? else {
-        return Ok(None);
-    };
-    if first_max == second_max {
-        return Ok(None);
-    }
-    let (low, high) = if first_max {
-        (first, second)
-    } else {
-        (second, first)
-    };
-    if !(low <= high) {
-        return Ok(None);
-    }
     let n = input_shape.len();
     let (h, w) = (input_shape[n - 3], input_shape[n - 2]);
     let (kh, kw) = (spec.kernel_shape[0], spec.kernel_shape[1]);
@@ -435,5 +444,107 @@ fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     let b = patch.tap_model(model, node.inputs[2])?;
     let wire = patch.wire_node(format!("{}.clip", node.name), op, &[data, k, b])?;
     patch.shunt_outside(model, OutletId::new(second_id, 0), wire[0])?;
+    Ok(Some(patch))
+}
+
+/// Replaces every 1x1 convolution over channel-inner data with constant
+/// weights (tract's `EinSum` `HWI,OI->HWO`, with or without a batch axis of
+/// 1), with the constant per-channel `Add` (its bias) and the clamp that
+/// follow it if they do, by one [`crate::fused::PointwiseClip`]; returns
+/// how many. Only where `x86_pointwise`'s AVX-512F kernel runs: elsewhere
+/// tract's own matrix products are the faster path, and nothing changes.
+pub fn fuse_pointwise(model: &mut TypedModel) -> TractResult<usize> {
+    if !x86_pointwise::Pointwise::fast() {
+        return Ok(0);
+    }
+    rewrite_all(model, pointwise_one)
+}
+
+fn pointwise_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let node = model.node(id);
+    let Some(einsum) = node.op_as::<EinSum>() else {
+        return Ok(None);
+    };
+    let expr = einsum.axes.to_string();
+    if einsum.q_params.is_some()
+        || einsum.operating_dt != f32::datum_type()
+        || node.inputs.len() != 2
+        || !matches!(
+            expr.as_str(),
+            "HWI,OI->HWO" | "NHWI,OI->HWO" | "NHWI,OI->NHWO"
+        )
+    {
+        return Ok(None);
+    }
+    let input = model.outlet_fact(node.inputs[0])?;
+    let Some(weights) = model.outlet_fact(node.inputs[1])?.konst.clone() else {
+        return Ok(None);
+    };
+    let out_fact = model.outlet_fact(OutletId::new(id, 0))?;
+    let (Some(in_shape), Some(out_shape)) =
+        (input.shape.as_concrete(), out_fact.shape.as_concrete())
+    else {
+        return Ok(None);
+    };
+    if input.datum_type != f32::datum_type()
+        || weights.datum_type() != f32::datum_type()
+        || weights.rank() != 2
+        || expr.starts_with('N') && in_shape.first() != Some(&1)
+    {
+        return Ok(None);
+    }
+    let (n, k) = (weights.shape()[0], weights.shape()[1]);
+    let m: usize = in_shape.iter().product::<usize>() / k.max(1);
+    if k == 0
+        || in_shape.last() != Some(&k)
+        || out_shape.last() != Some(&n)
+        || out_shape.iter().product::<usize>() != m * n
+    {
+        return Ok(None);
+    }
+    // The bias: a constant `Add` of one value per output channel.
+    let mut end = id;
+    let mut bias = vec![0f32; n];
+    if let Some((succ, bin, slot)) = sole_binary_successor(model, id)? {
+        let operand = model.outlet_fact(succ.inputs[1 - slot])?.konst.clone();
+        let same = model.outlet_fact(OutletId::new(succ.id, 0))?.shape == out_fact.shape;
+        if let (true, true, Some(b)) = (bin.0.is::<Add>(), same, operand) {
+            let shape = b.shape();
+            let per_channel = b.datum_type() == f32::datum_type()
+                && shape.len() <= out_shape.len()
+                && shape.iter().rev().skip(1).all(|&d| d == 1)
+                && matches!(shape.last(), Some(&d) if d == n || d == 1);
+            if per_channel {
+                let values: Vec<f32> = b.to_plain_array_view::<f32>()?.iter().copied().collect();
+                for (o, v) in bias.iter_mut().enumerate() {
+                    *v = if values.len() == 1 {
+                        values[0]
+                    } else {
+                        values[o]
+                    };
+                }
+                end = succ.id;
+            }
+        }
+    }
+    let (low, high, end) = match clamp_pair_after(model, end)? {
+        Some((low, high, last)) => (low, high, last),
+        None => (f32::NEG_INFINITY, f32::INFINITY, end),
+    };
+    let plain: Vec<f32> = weights
+        .to_plain_array_view::<f32>()?
+        .iter()
+        .copied()
+        .collect();
+    let op = crate::fused::PointwiseClip {
+        output_shape: out_shape.to_vec(),
+        low,
+        high,
+        weights: Arc::new(x86_pointwise::Pointwise::new(&plain, &bias, n, k)),
+    };
+    let mut patch = TypedModelPatch::default();
+    let data = patch.tap_model(model, node.inputs[0])?;
+    let wire = patch.wire_node(format!("{}.pointwise", node.name), op, &[data])?;
+    patch.shunt_outside(model, OutletId::new(end, 0), wire[0])?;
     Ok(Some(patch))
 }

@@ -212,6 +212,130 @@ impl TypedOp for DepthwiseClip {
     as_op!();
 }
 
+/// A 1x1 convolution (tract's `EinSum` of channel-inner activations with a
+/// constant `[out, in]` weight matrix), its per-channel bias and its clamp
+/// in one op and one pass, on `x86_pointwise`'s AVX-512F kernel: the
+/// weights are packed once when the op is built, the activations read
+/// where they lie (tract packs them before every product), and the bias
+/// and clamp applied in registers. Put in place by
+/// [`crate::fold::fuse_pointwise`] only where that kernel runs.
+#[derive(Debug, Clone)]
+pub struct PointwiseClip {
+    /// Output shape (the input's, with `n` channels last; leading 1s of the
+    /// input may be dropped, as tract's `EinSum` did).
+    pub output_shape: Vec<usize>,
+    pub low: f32,
+    pub high: f32,
+    pub weights: Arc<x86_pointwise::Pointwise>,
+}
+
+impl PartialEq for PointwiseClip {
+    fn eq(&self, other: &Self) -> bool {
+        self.output_shape == other.output_shape
+            && self.low.to_bits() == other.low.to_bits()
+            && self.high.to_bits() == other.high.to_bits()
+            && (Arc::ptr_eq(&self.weights, &other.weights) || self.weights == other.weights)
+    }
+}
+
+impl Eq for PointwiseClip {}
+
+impl std::hash::Hash for PointwiseClip {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.output_shape.hash(state);
+        self.low.to_bits().hash(state);
+        self.high.to_bits().hash(state);
+        self.weights.input_channels().hash(state);
+        self.weights.output_channels().hash(state);
+    }
+}
+
+impl PointwiseClip {
+    /// Runs on `input` (rows of `k` channels) into `output` (rows of `n`).
+    /// Inside a rayon pool of several threads (a worker's pool, running an
+    /// inference alone) the rows are split in one band per thread; anywhere
+    /// else on the calling thread only.
+    pub fn run(&self, input: &[f32], output: &mut [f32]) {
+        let (k, n) = (
+            self.weights.input_channels(),
+            self.weights.output_channels(),
+        );
+        let m = input.len() / k;
+        let threads = match rayon::current_thread_index() {
+            // not worth a wake-up for less than a few hundred positions
+            Some(_) => rayon::current_num_threads().min(m / 256).max(1),
+            None => 1,
+        };
+        if threads <= 1 {
+            self.weights.run(input, output, self.low, self.high);
+            return;
+        }
+        let band = m.div_ceil(threads);
+        rayon::scope(|scope| {
+            for (rows_in, rows_out) in input.chunks(band * k).zip(output.chunks_mut(band * n)) {
+                scope.spawn(move |_| self.weights.run(rows_in, rows_out, self.low, self.high));
+            }
+        });
+    }
+}
+
+impl Op for PointwiseClip {
+    fn name(&self) -> StaticName {
+        "PointwiseClip".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} -> {} channels, clamp to [{}, {}]",
+            self.weights.input_channels(),
+            self.weights.output_channels(),
+            self.low,
+            self.high
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PointwiseClip {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        if inputs.len() != 1 {
+            return Err(TractError::msg("PointwiseClip takes its data only"));
+        }
+        let view = inputs[0].to_plain_array_view::<f32>()?;
+        let Some(input) = view.to_slice() else {
+            return Err(TractError::msg("PointwiseClip needs contiguous input"));
+        };
+        let k = self.weights.input_channels();
+        let out_len: usize = self.output_shape.iter().product();
+        if input.len() % k != 0 || input.len() / k * self.weights.output_channels() != out_len {
+            return Err(TractError::msg(
+                "PointwiseClip: input does not match its shape",
+            ));
+        }
+        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
+        let mut out_view = output.to_plain_array_view_mut::<f32>()?;
+        let Some(out) = out_view.as_slice_mut() else {
+            return Err(TractError::msg("a new tensor is contiguous"));
+        };
+        self.run(input, out);
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for PointwiseClip {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        if inputs.len() != 1 {
+            return Err(TractError::msg("PointwiseClip takes its data only"));
+        }
+        Ok(tvec!(f32::fact(&self.output_shape)))
+    }
+
+    as_op!();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -512,9 +512,10 @@ fn build_plan(bytes: &[u8], spec: &ModelConfig) -> TractResult<Plan> {
     let mut model = model.into_typed()?.into_decluttered()?;
     let folded = crate::fold::fold_depthwise_channel_ops(&mut model)?;
     let fused = crate::fold::fuse_depthwise_clip(&mut model)?;
+    let pointwise = crate::fold::fuse_pointwise(&mut model)?;
     log::debug!(
         "model {}: {folded} per-channel operations folded into depthwise convolutions, \
-         {fused} clamps fused with theirs",
+         {fused} clamps fused with theirs, {pointwise} 1x1 convolutions on the AVX-512F kernel",
         spec.name
     );
     let plan = model.into_optimized()?.into_runnable()?;

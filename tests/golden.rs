@@ -118,6 +118,23 @@ fn no_depthwise_bias_or_relu6_runs_as_its_own_pass() {
             );
         }
     }
+    // Where AVX-512F runs, the 32 1x1 convolutions are PointwiseClips with
+    // their bias and, for the 16 with a ReLU6 after them, their clamp; the
+    // other 16 (projections) have no clamp. Elsewhere tract's own.
+    let pointwise: Vec<String> = (0..model.nodes.len())
+        .filter(|&id| model.nodes[id].op().name() == "PointwiseClip")
+        .map(describe)
+        .collect();
+    if x86_pointwise::Pointwise::fast() {
+        assert_eq!(pointwise.len(), 32, "{pointwise:?}");
+        let clamped = pointwise
+            .iter()
+            .filter(|d| d.contains("clamp to [0, 6]"))
+            .count();
+        assert_eq!(clamped, 16, "{pointwise:?}");
+    } else {
+        assert!(pointwise.is_empty(), "{pointwise:?}");
+    }
     #[cfg(target_arch = "x86_64")]
     {
         let best = if std::arch::is_x86_feature_detected!("avx512f") {
@@ -138,8 +155,10 @@ fn the_fused_depthwise_equals_tracts_own_ops() {
     use tract_tensorflow::prelude::*;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let spec = Config::default().model("theme").unwrap().clone();
-    // Both plans the same up to the fusion: tract's DepthWiseConv and
-    // clamp, or predictd's DepthwiseClip.
+    // Both plans the same up to the fusions: tract's DepthWiseConv and
+    // clamp, or predictd's DepthwiseClip; tract's matrix products for the
+    // 1x1 convolutions with their bias and clamp, or predictd's
+    // PointwiseClip (where AVX-512F runs).
     let plan = |fuse: bool| {
         let tf = tract_tensorflow::tensorflow();
         let mut m = tf
@@ -153,6 +172,16 @@ fn the_fused_depthwise_equals_tracts_own_ops() {
         predictd::fold::fold_depthwise_channel_ops(&mut m).unwrap();
         if fuse {
             assert_eq!(predictd::fold::fuse_depthwise_clip(&mut m).unwrap(), 16);
+            let pointwise = predictd::fold::fuse_pointwise(&mut m).unwrap();
+            let expected = if x86_pointwise::Pointwise::fast() {
+                32
+            } else {
+                0
+            };
+            assert_eq!(
+                pointwise, expected,
+                "1x1 convolutions on the AVX-512F kernel"
+            );
         }
         m.into_optimized().unwrap().into_runnable().unwrap()
     };
