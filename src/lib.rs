@@ -4,7 +4,7 @@
 //! # A tour of the modules
 //!
 //! Dependencies run one way: `cli` -> `server` -> `api` -> `predict` ->
-//! `models` -> `imaging`. Only `models` (and `fold`) know tract; nothing
+//! `source` / `models` -> `imaging`. Only `models` (and `fold`) know tract; nothing
 //! below `api` knows HTTP.
 //!
 //! - [`cli`]: the command line (`serve`, `check`, `config`, `predict`,
@@ -38,11 +38,17 @@
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`, recorded
 //!   through its methods.
 //! - [`predict`]: one prediction, shared by the API and `predictd predict`.
-//! - [`imaging`]: sniff, size-check, decode, orient, crop, resize.
-//! - [`cache`]: decoded images kept for the next click on the same photo.
+//! - [`source`]: an upload opened from its header, and the parts of it each
+//!   model's window needs (a JPEG plane at DCT scale or a full-size
+//!   rectangle, through the workspace crate `jpeg-parts`).
+//! - [`imaging`]: sniff, size-check, whole decode (other formats), orient,
+//!   crop, resize.
+//! - [`cache`]: what was decoded of a photo, kept for the next click on it.
 //! - [`models`]: the registry of tract plans and their worker threads.
 //! - [`fold`]: the graph rewrites applied to every loaded graph.
-//! - [`fused`]: the depthwise convolution with its ReLU6 in one pass.
+//! - [`fused`]: the depthwise convolution with its ReLU6 in one pass, and
+//!   the 1x1 convolution with its bias and ReLU6 on the kernel of the
+//!   workspace crate `x86-pointwise`.
 //! - [`client`]: the client for applications (async and blocking): a
 //!   deadline per call, errors as values, a circuit breaker; also used by
 //!   `predict --socket`, `bench` and `health`.
