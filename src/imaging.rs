@@ -203,7 +203,7 @@ impl Decoded {
 
 /// Decodes `bytes` whole: format from the bytes, pixel count checked against
 /// `max_pixels` from the header first, EXIF orientation applied. JPEGs go
-/// through libjpeg-turbo ([`crate::jpeg`]), other formats through `image`.
+/// through libjpeg-turbo (the workspace crate `jpeg-parts`), other formats through `image`.
 /// Serving reads JPEGs by parts instead ([`crate::source`]).
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     let (format, width, height) = header_dimensions(bytes)?;

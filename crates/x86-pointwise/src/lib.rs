@@ -84,7 +84,10 @@ impl Pointwise {
     /// `output` (rows of `n`), clamped to `[low, high]` (infinite bounds for
     /// no clamp).
     pub fn run(&self, input: &[f32], output: &mut [f32], low: f32, high: f32) {
-        assert!(self.k > 0 && input.len().is_multiple_of(self.k), "whole input rows");
+        assert!(
+            self.k > 0 && input.len().is_multiple_of(self.k),
+            "whole input rows"
+        );
         let m = input.len() / self.k;
         assert_eq!(output.len(), m * self.n, "one output row per input row");
         #[cfg(target_arch = "x86_64")]
