@@ -401,6 +401,52 @@ mod tests {
         }
     }
 
+    /// Every JPEG of the bad-input corpus that decodes, and every fixture
+    /// photo (baseline and progressive, 4:2:0, 4:4:4, greyscale, odd sizes,
+    /// odd metadata): rectangles at the corners, edges and middle are the
+    /// whole decode's pixels.
+    #[test]
+    fn rectangles_match_on_every_decodable_fixture() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests");
+        let mut files: Vec<_> = ["corpus", "fixtures/photos"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                name.ends_with(".jpg") || name.starts_with("jpeg-")
+            })
+            .collect();
+        files.sort();
+        let mut checked = 0;
+        for path in files {
+            let bytes = std::fs::read(&path).unwrap();
+            let Ok(whole) = decode_scaled(&bytes, 1, 1 << 30) else {
+                continue;
+            };
+            let (w, h) = whole.dimensions();
+            for (cx, cy) in [
+                (0, 0),
+                (w - 1, h - 1),
+                (w / 2, h / 2),
+                (w - 1, 0),
+                (w / 3, h - 1),
+            ] {
+                let (x0, y0) = (cx.saturating_sub(4), cy.saturating_sub(4));
+                let (x1, y1) = ((cx + 5).min(w), (cy + 5).min(h));
+                for check_rest in [false, true] {
+                    let rect = decode_rect(&bytes, (x0, y0, x1, y1), check_rest, 1 << 30)
+                        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+                    let want =
+                        image::imageops::crop_imm(&whole, x0, y0, x1 - x0, y1 - y0).to_image();
+                    assert!(rect == want, "{} at {cx},{cy}", path.display());
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked >= 50, "{checked} files");
+    }
+
     #[test]
     fn broken_files_are_errors_not_panics() {
         let bytes = photo("skimage-coffee.jpg");
