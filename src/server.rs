@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 
@@ -131,7 +131,7 @@ pub async fn run(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let max_conn = state.config().server.max_connections;
     let slots = Arc::new(Semaphore::new(max_conn));
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    let refusals = Arc::new(Refusals::new());
 
     // Load the models on their own threads while the socket already answers
     // /healthz (and /readyz with 503). The loader reports readiness itself:
@@ -256,13 +256,66 @@ fn serve_connection<I>(
 /// `max-connections`.
 const MAX_REFUSALS: usize = 32;
 
+/// Refused connections: the answers being written, and their log lines.
+struct Refusals {
+    answering: Arc<Semaphore>,
+    /// Per limit: when its last line was logged, and how many refusals
+    /// since were not.
+    logged: std::sync::Mutex<std::collections::HashMap<&'static str, (Instant, u64)>>,
+}
+
+/// At most one log line a second for each limit's refusals.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl Refusals {
+    fn new() -> Refusals {
+        Refusals {
+            answering: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            logged: Default::default(),
+        }
+    }
+
+    /// Logs a refusal: the first of a limit at once, then at most one line
+    /// a second, which says how many were refused since the last line (a
+    /// connect flood must not flood the log; the exact count is in
+    /// `predictd_connections_refused_total`).
+    fn log(&self, peer: Peer, limit: &'static str) {
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let since = match logged.get_mut(limit) {
+            Some((at, skipped)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => {
+                *skipped += 1;
+                return;
+            }
+            Some((at, skipped)) => {
+                let since = *skipped;
+                (*at, *skipped) = (now, 0);
+                since
+            }
+            None => {
+                logged.insert(limit, (now, 0));
+                0
+            }
+        };
+        drop(logged);
+        if since == 0 {
+            log::warn!("connection from {peer} refused: server.{limit} reached");
+        } else {
+            log::warn!(
+                "connection from {peer} refused: server.{limit} reached \
+                 ({since} more refused since the last such line)"
+            );
+        }
+    }
+}
+
 /// Past `max-connections`, or past the caller's `max-connections-per-uid`,
 /// a new connection gets a 503 at once and is closed, instead of waiting
 /// unseen in the kernel's backlog (or, past `MAX_REFUSALS` being answered,
 /// is closed at once).
 fn refuse_connection<S>(
     state: &Arc<State>,
-    refusals: &Arc<Semaphore>,
+    refusals: &Arc<Refusals>,
     mut stream: S,
     peer: Peer,
     limit: &'static str,
@@ -271,8 +324,8 @@ fn refuse_connection<S>(
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     state.metrics.connection_refused(limit);
-    log::warn!("connection from {peer} refused: server.{limit} reached");
-    let Ok(refusal) = refusals.clone().try_acquire_owned() else {
+    refusals.log(peer, limit);
+    let Ok(refusal) = refusals.answering.clone().try_acquire_owned() else {
         return; // closed without an answer: enough are being answered
     };
     let message = match limit {
