@@ -210,9 +210,8 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     if format == ImageFormat::Jpeg {
         let header = jpeg_parts::header(bytes).map_err(jpeg_invalid)?;
         check_jpeg(bytes, header.width, header.height, max_pixels)?;
-        let limit = usize::try_from(max_pixels.saturating_mul(6).saturating_add(64 << 20))
-            .unwrap_or(usize::MAX);
-        let stored = jpeg_parts::decode_scaled(bytes, 1, limit).map_err(jpeg_invalid)?;
+        let stored =
+            jpeg_parts::decode_scaled(bytes, 1, jpeg_memory(max_pixels)).map_err(jpeg_invalid)?;
         return Ok(Decoded {
             format,
             rgb: orient(stored, header.orientation),
@@ -255,7 +254,13 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     })
 }
 
-fn jpeg_invalid(e: jpeg_parts::Failed) -> ImageError {
+/// libjpeg's working memory may reach a few bytes per pixel of the image
+/// (progressive files keep every coefficient); beyond that it is refused.
+pub(crate) fn jpeg_memory(max_pixels: u64) -> usize {
+    usize::try_from(max_pixels.saturating_mul(6).saturating_add(64 << 20)).unwrap_or(usize::MAX)
+}
+
+pub(crate) fn jpeg_invalid(e: jpeg_parts::Failed) -> ImageError {
     ImageError::Invalid {
         format: "JPEG",
         reason: e.0,

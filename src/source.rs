@@ -105,19 +105,6 @@ pub struct Source {
     planes: Mutex<Vec<(u32, Arc<RgbImage>)>>,
 }
 
-/// libjpeg's working memory may reach a few bytes per pixel of the image
-/// (progressive files keep every coefficient); beyond that it is refused.
-fn jpeg_memory(max_pixels: u64) -> usize {
-    usize::try_from(max_pixels.saturating_mul(6).saturating_add(64 << 20)).unwrap_or(usize::MAX)
-}
-
-fn invalid(e: jpeg::Failed) -> ImageError {
-    ImageError::Invalid {
-        format: "JPEG",
-        reason: e.0,
-    }
-}
-
 /// Width and height swap under these orientations.
 fn turns(o: Orientation) -> bool {
     use Orientation as O;
@@ -146,7 +133,7 @@ impl Source {
                 planes: Mutex::new(vec![(1, Arc::new(decoded.rgb))]),
             });
         }
-        let header = jpeg::header(&bytes).map_err(invalid)?;
+        let header = jpeg::header(&bytes).map_err(imaging::jpeg_invalid)?;
         imaging::check_jpeg(&bytes, header.width, header.height, max_pixels)?;
         let (width, height) = if turns(header.orientation) {
             (header.height, header.width)
@@ -251,8 +238,9 @@ impl Source {
                         full,
                     });
                 }
-                let stored = jpeg::decode_scaled(&self.bytes, scale, jpeg_memory(max_pixels))
-                    .map_err(invalid)?;
+                let stored =
+                    jpeg::decode_scaled(&self.bytes, scale, imaging::jpeg_memory(max_pixels))
+                        .map_err(imaging::jpeg_invalid)?;
                 self.checked.store(true, Ordering::SeqCst);
                 let image = Arc::new(imaging::orient(stored, header.orientation));
                 let mut planes = self.planes();
@@ -281,8 +269,9 @@ impl Source {
                     a.1.max(b.1) + 1,
                 );
                 let check = check_rest && !self.checked.load(Ordering::SeqCst);
-                let stored = jpeg::decode_rect(&self.bytes, rect, check, jpeg_memory(max_pixels))
-                    .map_err(invalid)?;
+                let stored =
+                    jpeg::decode_rect(&self.bytes, rect, check, imaging::jpeg_memory(max_pixels))
+                        .map_err(imaging::jpeg_invalid)?;
                 if check {
                     self.checked.store(true, Ordering::SeqCst);
                 }
@@ -317,11 +306,6 @@ fn stored_point(o: Orientation, sw: u32, sh: u32, x: u32, y: u32) -> (u32, u32) 
         O::Rotate90FlipH => (y, x),
         O::Rotate270FlipH => (sw - 1 - y, sh - 1 - x),
     }
-}
-
-/// The window each model reads around the point, as [`imaging::window`].
-pub fn window_for(source: &Source, crop: Crop, x: u32, y: u32) -> Window {
-    imaging::window(crop, source.width, source.height, x, y)
 }
 
 #[cfg(test)]
@@ -415,14 +399,14 @@ mod tests {
         let big = RgbImage::from_fn(3000, 2000, |x, y| image::Rgb([x as u8, y as u8, 0]));
         let bytes = bytes::Bytes::from(jpeg_with_orientation(&big, 1));
         let source = Source::open(bytes, 1 << 30).unwrap();
-        let win = window_for(&source, theme.crop, 1500, 1000);
+        let win = imaging::window(theme.crop, source.width, source.height, 1500, 1000);
         assert_eq!(source.need(&theme, win), Need::Plane(4));
         let view = source.view(Need::Plane(4), false, 1 << 30).unwrap();
         assert_eq!(view.image.dimensions(), (750, 500));
         assert!(source.checked());
         let small = RgbImage::from_fn(400, 300, |x, y| image::Rgb([x as u8, y as u8, 0]));
         let source = Source::open(jpeg_with_orientation(&small, 1).into(), 1 << 30).unwrap();
-        let win = window_for(&source, theme.crop, 10, 10);
+        let win = imaging::window(theme.crop, source.width, source.height, 10, 10);
         assert_eq!(source.need(&theme, win), Need::Plane(1));
     }
 }
