@@ -292,7 +292,7 @@ async fn dispatch(
             let served = state.served();
             let registry = served.registry.clone().ok_or(ApiError::NotReady)?;
             let config = &served.config;
-            let (bytes, params) = read_predict_input(config, req).await?;
+            let (bytes, params) = read_predict_input(config, &served.roots, req).await?;
             let mut prediction = match predict::predict(
                 registry,
                 bytes,

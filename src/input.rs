@@ -4,12 +4,14 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::paths::ImageRoots;
 use crate::predict::Params;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Any request body hyper or a test can give.
@@ -45,6 +47,7 @@ pub async fn drain_small_body<B: RequestBody>(req: Request<B>) {
 /// Public so the fuzz targets drive the exact code the daemon runs.
 pub async fn read_predict_input<B: RequestBody>(
     config: &Config,
+    roots: &Arc<ImageRoots>,
     req: Request<B>,
 ) -> Result<(Bytes, Params), ApiError> {
     let query = req.uri().query().unwrap_or("").to_string();
@@ -72,7 +75,7 @@ pub async fn read_predict_input<B: RequestBody>(
     }
     if mime == "application/json" {
         let body = read_body(req, limit).await?;
-        return read_json_path(config, &body, &q).await;
+        return read_json_path(config, roots, &body, &q).await;
     }
     // Anything else is the image itself, whatever it is labelled (curl's
     // --data-binary says x-www-form-urlencoded): its bytes decide.
@@ -215,6 +218,7 @@ struct PathRequest {
 
 async fn read_json_path(
     config: &Config,
+    roots: &Arc<ImageRoots>,
     body: &[u8],
     q: &Fields,
 ) -> Result<(Bytes, Params), ApiError> {
@@ -238,11 +242,10 @@ async fn read_json_path(
         fields.add("top", top.to_string(), place)?;
     }
     let params = fields.params(q)?;
-    let roots = config.server.image_roots.clone();
+    let roots = roots.clone();
     let limit = config.server.max_body_bytes;
     let path = req.path;
-    let bytes =
-        tokio::task::spawn_blocking(move || crate::paths::read_under_roots(&roots, &path, limit))
+    let bytes = tokio::task::spawn_blocking(move || roots.read(&path, limit))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok((Bytes::from(bytes), params))

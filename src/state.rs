@@ -14,6 +14,7 @@ use crate::feedback::FeedbackStore;
 use crate::imaging::PixelBudget;
 use crate::metrics::Metrics;
 use crate::models::{ModelError, Registry};
+use crate::paths::ImageRoots;
 use crate::ratelimit::{ConnectionCounts, RateLimiter};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -58,6 +59,9 @@ impl Options {
 /// The config and the models in service, swapped as one value.
 pub struct Served {
     pub config: Arc<Config>,
+    /// The config's `image-roots`, each opened once as a directory (the
+    /// path jail opens requested files beneath them).
+    pub roots: Arc<ImageRoots>,
     /// `None` until the start-up load finishes: `/readyz` says 503 meanwhile.
     pub registry: Option<Arc<Registry>>,
 }
@@ -113,6 +117,7 @@ impl State {
             decode_budget: PixelBudget::new(config.server.max_decoding_pixels),
             image_cache: ImageCache::new(config.server.image_cache_bytes),
             served: ArcSwap::from_pointee(Served {
+                roots: Arc::new(ImageRoots::open(&config.server.image_roots)),
                 config: Arc::new(config),
                 registry: None,
             }),
@@ -200,6 +205,7 @@ impl State {
         self.metrics.set_models(&registry);
         self.served.store(Arc::new(Served {
             config: served.config.clone(),
+            roots: served.roots.clone(),
             registry: Some(Arc::new(registry)),
         }));
         log::info!(
@@ -238,6 +244,7 @@ impl State {
                     .collect();
                 self.metrics.set_models(&registry);
                 self.served.store(Arc::new(Served {
+                    roots: Arc::new(ImageRoots::open(&config.server.image_roots)),
                     config: Arc::new(config),
                     registry: Some(Arc::new(registry)),
                 }));

@@ -708,3 +708,81 @@ fn predict_before_the_models_are_loaded_is_503_not_ready() {
     );
     let _ = child.wait();
 }
+
+/// The path jail against a local user who can write in an image root: a
+/// folder on the requested path is swapped, in a loop, with a link to a
+/// folder outside that holds a different photo of the same name. Thousands
+/// of path requests through the daemon get the photo inside (told apart by
+/// its size in the answer) or a refusal, never the one outside.
+#[test]
+fn a_folder_swapped_for_a_link_never_lets_a_path_request_out() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("images");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(root.join("album")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    // 600x400 inside, 640x427 outside.
+    std::fs::write(root.join("album/photo.jpg"), photo("skimage-coffee.jpg")).unwrap();
+    std::fs::write(outside.join("photo.jpg"), photo("sklearn-china.jpg")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "image-roots = [{:?}]\nrate-per-uid = 0",
+            root.display().to_string()
+        ),
+        None,
+    );
+    let d = Daemon::spawn(dir, config);
+    let body = serde_json::json!({
+        "path": root.join("album/photo.jpg"), "x": 10, "y": 10, "models": ["color"]
+    })
+    .to_string();
+    let r = d.post("/v1/predict", "application/json", body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let inside = r.json()["image"].clone();
+    assert_eq!(inside, serde_json::json!({"width": 600, "height": 400}));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, root) = (stop.clone(), root.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // album: folder -> link out -> folder, each rename atomic.
+                std::fs::rename(root.join("album"), root.join("parked")).unwrap();
+                std::fs::rename(root.join("link"), root.join("album")).unwrap();
+                std::fs::rename(root.join("album"), root.join("link")).unwrap();
+                std::fs::rename(root.join("parked"), root.join("album")).unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let mut outcomes = std::collections::BTreeMap::<u16, u32>::new();
+    for i in 0..3000 {
+        let r = d.post("/v1/predict", "application/json", body.as_bytes());
+        *outcomes.entry(r.status).or_default() += 1;
+        match r.status {
+            200 => assert_eq!(
+                r.json()["image"],
+                inside,
+                "request {i} read the photo outside the root"
+            ),
+            403 => r.assert_error(403, "forbidden", "a link met on the way"),
+            404 => r.assert_error(404, "not_found", "the folder parked"),
+            s => panic!("request {i}: unexpected {s}: {}", r.text()),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("{swaps} swaps; answers by status: {outcomes:?}");
+    assert!(swaps > 100, "the swap raced only {swaps} times");
+    assert!(
+        outcomes.get(&200).copied().unwrap_or(0) > 0 && outcomes.len() > 1,
+        "the race was not exercised: {outcomes:?}"
+    );
+    d.assert_still_serves();
+}

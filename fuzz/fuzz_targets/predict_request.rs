@@ -13,11 +13,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use libfuzzer_sys::fuzz_target;
 use predictd::config::Config;
+use predictd::paths::ImageRoots;
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 struct World {
     runtime: tokio::runtime::Runtime,
     config: Config,
+    roots: Arc<ImageRoots>,
 }
 
 /// A fixed folder, so seeds can name files in it.
@@ -40,7 +43,12 @@ fn world() -> &'static World {
             .enable_all()
             .build()
             .unwrap();
-        World { runtime, config }
+        let roots = Arc::new(ImageRoots::open(&config.server.image_roots));
+        World {
+            runtime,
+            config,
+            roots,
+        }
     })
 }
 
@@ -88,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let parsed = w
         .runtime
-        .block_on(predictd::api::read_predict_input(&w.config, req));
+        .block_on(predictd::api::read_predict_input(&w.config, &w.roots, req));
     if let Ok((bytes, _params)) = parsed {
         let _ = predictd::imaging::decode(&bytes, 1 << 20);
     }
