@@ -52,6 +52,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print a graph's inputs, likely outputs, ops (and those not supported)
+    /// and a ready [[model]] section for it (.pb or .onnx).
+    Inspect { graph: PathBuf },
     /// Print the effective configuration as TOML, every key with its value.
     Config {
         #[arg(long)]
@@ -276,6 +279,17 @@ fn run(command: Command) -> Result<(), CliError> {
                     m.info.name, m.info.version, m.info.labels, m.info.input_shape, m.info.load_ms
                 );
             }
+            Ok(())
+        }
+        Command::Inspect { graph } => {
+            let text = crate::inspect::report_file(&graph).map_err(|e| {
+                CliError::Model(ModelError::Load {
+                    model: "inspect".into(),
+                    path: graph.clone(),
+                    reason: e,
+                })
+            })?;
+            print!("{text}");
             Ok(())
         }
         Command::Config { config } => {

@@ -179,7 +179,10 @@ pub struct ModelConfig {
     pub input: String,
     /// Name of the node whose output holds the class scores.
     pub output: String,
-    /// Which part of the image the model sees around the point.
+    /// Which part of the image the model sees around the point; by
+    /// default the whole image (`fraction:1.0`), as most classifiers are
+    /// trained on whole images.
+    #[serde(default = "default_crop")]
     pub crop: Crop,
     /// Input width in pixels; the crop is resized to it.
     pub input_width: u32,
@@ -191,6 +194,10 @@ pub struct ModelConfig {
     /// Channel order the graph expects.
     #[serde(default)]
     pub channels: ChannelOrder,
+    /// Axis order of the graph's input: `nhwc` (TensorFlow's) or `nchw`
+    /// (PyTorch's, in ONNX exports).
+    #[serde(default)]
+    pub layout: Layout,
     /// Apply a softmax to the output (for graphs that end in logits).
     #[serde(default)]
     pub softmax: bool,
@@ -207,6 +214,10 @@ pub struct ModelConfig {
     /// threads than it has workers.
     #[serde(default = "default_threads")]
     pub threads: usize,
+}
+
+fn default_crop() -> Crop {
+    Crop::Fraction(1.0)
 }
 
 fn default_threads() -> usize {
@@ -227,6 +238,14 @@ pub enum ChannelOrder {
     #[default]
     Rgb,
     Bgr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    #[default]
+    Nhwc,
+    Nchw,
 }
 
 /// The window a model sees, written `fraction:0.8` (that share of the image's
@@ -279,6 +298,73 @@ impl<'de> Deserialize<'de> for Crop {
     }
 }
 
+/// The first `[[model]]` section of `text` that does not make a model, as
+/// `line L: [[model]] #N "name": what is wrong` (the line of the key at
+/// fault, or of the section's header for a missing key). `None` when the
+/// sections are fine or the TOML itself is malformed.
+fn model_section_error(text: &str) -> Option<String> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let sections = doc.get("model")?.as_array()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let headers: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[model]]"))
+        .map(|(i, _)| i)
+        .collect();
+    for (n, section) in sections.iter().enumerate() {
+        let Err(e) = section.clone().try_into::<ModelConfig>() else {
+            continue;
+        };
+        let message = e.message().trim_end().to_string();
+        let key_named = |m: &str| -> Option<String> {
+            let start = m.find('`')? + 1;
+            let len = m[start..].find('`')?;
+            Some(m[start..start + len].to_string())
+        };
+        let (what, key) = match message.strip_prefix("missing field ") {
+            Some(rest) => {
+                let key = rest.trim_matches('`').to_string();
+                (format!("missing key {key}"), None)
+            }
+            None => (message.clone(), key_named(&message)),
+        };
+        let header = headers.get(n).copied();
+        let end = headers.get(n + 1).copied().unwrap_or(lines.len());
+        // A key that is in the section but wrong: its own line (for a
+        // wrong value, the key whose value the message quotes); a missing
+        // key: the section's header.
+        let quoted = |k: &str| {
+            section
+                .get(k)
+                .is_some_and(|v| message.contains(&v.to_string()))
+        };
+        let suspect = key.or_else(|| {
+            section
+                .as_table()?
+                .keys()
+                .find(|k| quoted(k) && !what.starts_with("missing"))
+                .cloned()
+        });
+        let key_line = header.zip(suspect).and_then(|(h, k)| {
+            (h + 1..end).find(|&i| {
+                let l = lines[i].trim_start();
+                l.strip_prefix(k.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+        });
+        let line = key_line.or(header).map(|i| i + 1);
+        let name = section
+            .get("name")
+            .and_then(|v| v.as_str())
+            .map(|v| format!(" {v:?}"))
+            .unwrap_or_default();
+        let place = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+        return Some(format!("{place}[[model]] #{}{name}: {what}", n + 1));
+    }
+    None
+}
+
 /// The two shipped classifiers, relative to the current folder so that
 /// `cargo run -- serve` works from a checkout.
 fn default_models() -> Vec<ModelConfig> {
@@ -295,6 +381,7 @@ fn default_models() -> Vec<ModelConfig> {
             input_mean: 0.0,
             input_std: 255.0,
             channels: ChannelOrder::Rgb,
+            layout: Layout::Nhwc,
             softmax: false,
             workers: 1,
             queue: 64,
@@ -312,6 +399,7 @@ fn default_models() -> Vec<ModelConfig> {
             input_mean: 127.0,
             input_std: 128.0,
             channels: ChannelOrder::Rgb,
+            layout: Layout::Nhwc,
             softmax: false,
             workers: 2,
             queue: 16,
@@ -370,9 +458,13 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses TOML text; the error message names the offending key and line.
+    /// Parses TOML text; the error message names the offending key and
+    /// line, and for a key of a `[[model]]` section, the section (its
+    /// number and name).
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+        toml::from_str(text).map_err(|e| {
+            model_section_error(text).unwrap_or_else(|| e.to_string().trim_end().to_string())
+        })
     }
 
     /// Makes every relative path absolute against `base`.
@@ -512,6 +604,40 @@ mod tests {
         let err = Config::parse("[server]\nsocket = \"a\"\nmax-bodybytes = 3\n").unwrap_err();
         assert!(err.contains("max-bodybytes"), "{err}");
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_model_section_is_named_with_its_line() {
+        let section = |name: &str, extra: &str| {
+            format!(
+                "[[model]]\nname = \"{name}\"\ngraph = \"g.pb\"\nlabels = \"l.txt\"\n\
+                 input = \"input\"\noutput = \"out\"\ninput-width = 8\ninput-height = 8\n{extra}"
+            )
+        };
+        let good = section("a", "input-mean = 0.0\ninput-std = 1.0\n");
+        // Line 11 is the second section's header.
+        let text = format!("{good}{}", section("zoo", "input-std = 1.0\n"));
+        let err = Config::parse(&text).unwrap_err();
+        assert_eq!(err, "line 11: [[model]] #2 \"zoo\": missing key input-mean");
+        let text = format!(
+            "{good}{}",
+            section("zoo", "input-mean = 0.0\ninput-std = 1.0\nthreds = 2\n")
+        );
+        let err = Config::parse(&text).unwrap_err();
+        assert!(
+            err.starts_with("line 21: [[model]] #2 \"zoo\": unknown field `threds`"),
+            "{err}"
+        );
+        let text = format!(
+            "{good}{}",
+            section("zoo", "input-mean = \"x\"\ninput-std = 1.0\n")
+        );
+        let err = Config::parse(&text).unwrap_err();
+        assert!(err.starts_with("line 19: [[model]] #2 \"zoo\": "), "{err}");
+        // crop and layout have defaults.
+        let c = Config::parse(&good).unwrap();
+        assert_eq!(c.models[0].crop, Crop::Fraction(1.0));
+        assert_eq!(c.models[0].layout, Layout::Nhwc);
     }
 
     #[test]

@@ -246,7 +246,7 @@ async fn read_json_path(
     let limit = config.server.max_body_bytes;
     let path = req.path;
     let bytes = tokio::task::spawn_blocking(move || roots.read(&path, limit))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok((Bytes::from(bytes), params))
 }

@@ -10,7 +10,7 @@
 //! channel: the worker crops, resizes and runs, so no pixel work and no
 //! inference ever runs on the async runtime.
 
-use crate::config::{Config, ModelConfig};
+use crate::config::{Config, Layout, ModelConfig};
 use crate::imaging::{self, Window};
 use crate::source::View;
 use image::RgbImage;
@@ -21,7 +21,6 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_tensorflow::prelude::*;
-use tract_tensorflow::tfpb::tensorflow::{DataType, GraphDef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -386,8 +385,20 @@ fn run_plan(
         model: spec.name.clone(),
         reason,
     };
-    let shape = [1, spec.input_height as usize, spec.input_width as usize, 3];
-    let input = Tensor::from_shape(&shape, &data).map_err(|e| fail(e.to_string()))?;
+    let (h, w) = (spec.input_height as usize, spec.input_width as usize);
+    let input = match spec.layout {
+        Layout::Nhwc => Tensor::from_shape(&fed_shape(spec), &data),
+        Layout::Nchw => {
+            let mut planar = vec![0f32; data.len()];
+            for (i, px) in data.chunks_exact(3).enumerate() {
+                for (c, v) in px.iter().enumerate() {
+                    planar[c * h * w + i] = *v;
+                }
+            }
+            Tensor::from_shape(&fed_shape(spec), &planar)
+        }
+    }
+    .map_err(|e| fail(e.to_string()))?;
     let outputs = state
         .run(tvec!(input.into_tvalue()))
         .map_err(|e| fail(e.to_string()))?;
@@ -408,6 +419,15 @@ fn run_plan(
         softmax(&mut p);
     }
     Ok(p)
+}
+
+/// The shape of the tensor a model is fed, in its layout.
+fn fed_shape(spec: &ModelConfig) -> [usize; 4] {
+    let (h, w) = (spec.input_height as usize, spec.input_width as usize);
+    match spec.layout {
+        Layout::Nhwc => [1, h, w, 3],
+        Layout::Nchw => [1, 3, h, w],
+    }
 }
 
 fn softmax(v: &mut [f32]) {
@@ -479,37 +499,22 @@ fn load_model(spec: &ModelConfig) -> Result<(Plan, ModelInfo, Vec<String>), Mode
     Ok((plan, info, labels))
 }
 
-/// The tract framework with the ops TF 2.x graphs need and stock tract
-/// lacks under their new names.
-fn framework() -> tract_tensorflow::Tensorflow {
-    let mut tf = tract_tensorflow::tensorflow();
-    // FusedBatchNormV3 computes output 0 exactly as FusedBatchNorm; its two
-    // extra outputs only matter for training.
-    if let Some(builder) = tf.op_register.0.get("FusedBatchNorm").copied() {
-        tf.op_register.insert("FusedBatchNormV3", builder);
-        tf.op_register.insert("FusedBatchNormV2", builder);
-    }
-    tf
-}
-
 fn build_plan(bytes: &[u8], spec: &ModelConfig) -> TractResult<Plan> {
     depthwise_kernel();
-    let tf = framework();
-    let mut graph = tf.read_frozen_model(&mut &bytes[..])?;
-    fill_empty_constants(&mut graph);
-    for name in [&spec.input, &spec.output] {
-        if !graph.node.iter().any(|n| &n.name == name) {
-            return Err(TractError::msg(format!(
-                "the graph has no node named {name:?}"
-            )));
-        }
-    }
-    let mut model = tf.model_for_proto_model(&graph)?;
-    model.set_input_names([spec.input.as_str()])?;
-    let shape = [1, spec.input_height as usize, spec.input_width as usize, 3];
-    model.set_input_fact(0, f32::fact(shape).into())?;
-    model.select_outputs_by_name([spec.output.as_str()])?;
-    let mut model = model.into_typed()?.into_decluttered()?;
+    let mut model = if crate::onnx_import::is_onnx(&spec.graph) {
+        crate::onnx_import::model(bytes, &spec.input, &spec.output)?
+    } else {
+        let tf = crate::tf_import::framework();
+        let mut graph = tf.read_frozen_model(&mut &bytes[..])?;
+        crate::tf_import::prepare(&mut graph, &tf, &spec.input, &spec.output)?;
+        let mut model = tf.model_for_proto_model(&graph)?;
+        model.set_input_names([crate::tf_import::node_name(&spec.input)])?;
+        model.select_outputs_by_name([crate::tf_import::node_name(&spec.output)])?;
+        model
+    };
+    model.set_input_fact(0, f32::fact(fed_shape(spec)).into())?;
+    let mut model = model.into_typed()?;
+    let skipped = crate::tf_import::declutter(&mut model)?;
     let folded = crate::fold::fold_depthwise_channel_ops(&mut model)?;
     let fused = crate::fold::fuse_depthwise_clip(&mut model)?;
     let pointwise = crate::fold::fuse_pointwise(&mut model)?;
@@ -518,7 +523,13 @@ fn build_plan(bytes: &[u8], spec: &ModelConfig) -> TractResult<Plan> {
          {fused} clamps fused with theirs, {pointwise} 1x1 convolutions on the AVX-512F kernel",
         spec.name
     );
-    let plan = model.into_optimized()?.into_runnable()?;
+    if skipped {
+        crate::tf_import::without_change_axes().optimize(&mut model)?;
+    } else {
+        model.declutter()?;
+    }
+    model.optimize()?;
+    let plan = model.into_runnable()?;
     Ok(plan)
 }
 
@@ -538,37 +549,6 @@ pub fn depthwise_kernel() -> &'static str {
         log::debug!("depthwise kernel: {name}");
         name
     })
-}
-
-/// TF 2.x writes all-zero constants (`tf.zeros`, slice begins) as a shape
-/// with no values at all, which TensorFlow reads as zeros and tract refuses.
-/// One explicit zero is read by tract as "repeat this value".
-fn fill_empty_constants(graph: &mut GraphDef) {
-    for node in graph.node.iter_mut().filter(|n| n.op == "Const") {
-        let Some(value) = node.attr.get_mut("value") else {
-            continue;
-        };
-        let Some(tract_tensorflow::tfpb::tensorflow::attr_value::Value::Tensor(t)) =
-            value.value.as_mut()
-        else {
-            continue;
-        };
-        let elements: i64 = t
-            .tensor_shape
-            .as_ref()
-            .map(|s| s.dim.iter().map(|d| d.size).product())
-            .unwrap_or(1);
-        if !t.tensor_content.is_empty() || elements == 0 {
-            continue;
-        }
-        match DataType::try_from(t.dtype) {
-            Ok(DataType::DtFloat) if t.float_val.is_empty() => t.float_val.push(0.0),
-            Ok(DataType::DtDouble) if t.double_val.is_empty() => t.double_val.push(0.0),
-            Ok(DataType::DtInt32) if t.int_val.is_empty() => t.int_val.push(0),
-            Ok(DataType::DtInt64) if t.int64_val.is_empty() => t.int64_val.push(0),
-            _ => {}
-        }
-    }
 }
 
 /// Loads `spec`'s graph and runs it once on `input` (NHWC data), without

@@ -172,8 +172,7 @@ fn open_beneath(dir: &OwnedFd, name: &Path) -> Result<OwnedFd, Errno> {
     } else {
         name
     };
-    let resolve =
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     match rustix::fs::openat2(dir, name, file_flags(), Mode::empty(), resolve) {
         // No openat2 here (kernel before 5.6, or a seccomp filter).
         Err(Errno::NOSYS) | Err(Errno::PERM) => open_by_components(dir, name),
@@ -260,7 +259,10 @@ mod tests {
         let roots = vec![root.clone()];
         let s = |p: &Path| p.to_str().unwrap().to_string();
 
-        assert_eq!(read_under(&roots, &s(&root.join("a.jpg")), 10).unwrap(), b"abc");
+        assert_eq!(
+            read_under(&roots, &s(&root.join("a.jpg")), 10).unwrap(),
+            b"abc"
+        );
         assert_eq!(
             read_under(&roots, &s(&root.join("inside.jpg")), 10).unwrap(),
             b"abc"
@@ -297,7 +299,10 @@ mod tests {
             read_under(&roots, "a.jpg", 10),
             Err(PathError::Relative(_))
         ));
-        assert!(matches!(read_under(&[], "/x", 10), Err(PathError::Disabled)));
+        assert!(matches!(
+            read_under(&[], "/x", 10),
+            Err(PathError::Disabled)
+        ));
         assert!(matches!(
             read_under(&[PathBuf::from("/dev")], "/dev/zero", 10),
             Err(PathError::NotRegular(_))
@@ -395,6 +400,9 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         let swaps = swapper.join().unwrap();
         assert!(swaps > 100, "the swap raced only {swaps} times");
-        assert!(inside > 0 && refused > 0, "{inside} read, {refused} refused");
+        assert!(
+            inside > 0 && refused > 0,
+            "{inside} read, {refused} refused"
+        );
     }
 }

@@ -22,7 +22,7 @@
 //! plane, or the rectangle reading on to the end when no plane is needed),
 //! so a file that does not decode is refused however small the windows.
 
-use crate::config::{Crop, ModelConfig};
+use crate::config::ModelConfig;
 use crate::imaging::{self, ImageError, Window};
 use image::metadata::Orientation;
 use image::{ImageFormat, RgbImage};
@@ -311,6 +311,7 @@ fn stored_point(o: Orientation, sw: u32, sh: u32, x: u32, y: u32) -> (u32, u32) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Crop;
     use image::metadata::Orientation as O;
 
     /// A JPEG of `img` with an EXIF block stating `orientation` (1-8).

@@ -1,0 +1,605 @@
+//! `predictd inspect GRAPH`: what a graph takes and gives, in the terms of
+//! a `[[model]]` section, so that serving a new graph is: inspect, paste,
+//! `check`.
+//!
+//! It reads the graph without running it: the inputs (placeholders, with
+//! dtype and shape), the likely outputs (softmaxes and sinks), a histogram
+//! of ops, every op predictd cannot run, and a `[[model]]` section. For a
+//! `retrain.py` graph, whose placeholder is the JPEG's bytes, the input is
+//! where the image becomes a float tensor (`Mul`), and its size and
+//! normalization are read from the graph's own resize and `Sub`/`Mul`
+//! constants.
+
+use crate::tf_import::{self, node_name, UnsupportedOp};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::path::Path;
+use tract_tensorflow::tfpb::tensorflow::{GraphDef, NodeDef};
+use tract_tensorflow::tract_hir::internal::*;
+
+/// What `inspect` learnt of one graph.
+#[derive(Debug)]
+pub struct Inspection {
+    pub inputs: Vec<Placeholder>,
+    /// The node a `[[model]]` section should name as its input.
+    pub feed: Feed,
+    /// Softmax nodes and sinks, the most likely output first.
+    pub outputs: Vec<Candidate>,
+    pub ops: BTreeMap<String, usize>,
+    /// Ops no one translates, in the part served from `feed` to the first
+    /// output.
+    pub unsupported: Vec<UnsupportedOp>,
+    /// Classes, when the output's size could be worked out.
+    pub classes: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct Placeholder {
+    pub name: String,
+    pub dtype: String,
+    /// -1 for an unknown dimension; `None` for an unknown rank.
+    pub shape: Option<Vec<i64>>,
+}
+
+#[derive(Debug)]
+pub struct Feed {
+    pub name: String,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub mean: f32,
+    pub std: f32,
+    /// Where the mean and std come from.
+    pub why: String,
+}
+
+#[derive(Debug)]
+pub struct Candidate {
+    pub name: String,
+    pub op: String,
+}
+
+/// Ops that turn an encoded image into the float tensor a `retrain.py`
+/// graph's tower reads.
+const DECODING: &[&str] = &[
+    "DecodeJpeg",
+    "DecodePng",
+    "DecodeImage",
+    "DecodeBmp",
+    "DecodeGif",
+    "Cast",
+    "ExpandDims",
+    "ResizeBilinear",
+    "ResizeBicubic",
+    "ResizeNearestNeighbor",
+    "Sub",
+    "Mul",
+    "RealDiv",
+];
+
+pub fn inspect(graph: &GraphDef) -> Inspection {
+    let by_name: HashMap<&str, &NodeDef> =
+        graph.node.iter().map(|n| (n.name.as_str(), n)).collect();
+    let mut consumers: HashMap<&str, Vec<&NodeDef>> = HashMap::new();
+    for node in &graph.node {
+        for input in node.input.iter().filter(|i| !i.starts_with('^')) {
+            consumers.entry(node_name(input)).or_default().push(node);
+        }
+    }
+    let mut ops = BTreeMap::new();
+    for node in &graph.node {
+        *ops.entry(node.op.clone()).or_insert(0) += 1;
+    }
+    let inputs: Vec<Placeholder> = graph
+        .node
+        .iter()
+        .filter(|n| n.op == "Placeholder" || n.op == "PlaceholderWithDefault")
+        .filter(|n| n.op == "Placeholder" || consumers.contains_key(n.name.as_str()))
+        .map(|n| Placeholder {
+            name: n.name.clone(),
+            dtype: n
+                .get_attr_opt_datum_type("dtype")
+                .ok()
+                .flatten()
+                .map(|d| format!("{d:?}"))
+                .unwrap_or_else(|| "string".into()),
+            shape: n
+                .get_attr_opt_shape("shape")
+                .ok()
+                .flatten()
+                .map(|s| s.iter().map(|d| *d as i64).collect()),
+        })
+        .collect();
+    let feed = find_feed(graph, &inputs, &by_name, &consumers);
+    let outputs = find_outputs(graph, &consumers);
+    let (unsupported, classes) = match outputs.first() {
+        Some(out) => served_part(graph, &feed, out),
+        None => (Vec::new(), None),
+    };
+    Inspection {
+        inputs,
+        feed,
+        outputs,
+        ops,
+        unsupported,
+        classes,
+    }
+}
+
+fn is_float(node: &NodeDef) -> bool {
+    matches!(
+        node.get_attr_opt_datum_type("dtype").ok().flatten(),
+        Some(DatumType::F32)
+    )
+}
+
+fn scalar_of(by_name: &HashMap<&str, &NodeDef>, input: &str) -> Option<f32> {
+    let node = by_name.get(node_name(input))?;
+    if node.op != "Const" {
+        return None;
+    }
+    let t = node.get_attr_tensor("value").ok()?;
+    if t.len() != 1 {
+        return None;
+    }
+    t.cast_to_scalar::<f32>().ok()
+}
+
+fn find_feed(
+    graph: &GraphDef,
+    inputs: &[Placeholder],
+    by_name: &HashMap<&str, &NodeDef>,
+    consumers: &HashMap<&str, Vec<&NodeDef>>,
+) -> Feed {
+    let image = graph
+        .node
+        .iter()
+        .find(|n| n.op == "Placeholder" && is_float(n));
+    if let Some(p) = image {
+        let shape = inputs
+            .iter()
+            .find(|i| i.name == p.name)
+            .and_then(|i| i.shape.clone())
+            .unwrap_or_default();
+        let dim = |i: usize| shape.get(i).copied().filter(|d| *d > 0);
+        // Keras' Rescaling / Normalization in the graph: it takes 0..255.
+        let rescales = consumers.get(p.name.as_str()).is_some_and(|c| {
+            c.iter().any(|n| {
+                matches!(n.op.as_str(), "Mul" | "RealDiv" | "Sub")
+                    && n.input.iter().any(|i| scalar_of(by_name, i).is_some())
+            })
+        });
+        let (mean, std, why) = if rescales {
+            (
+                0.0,
+                1.0,
+                "the graph scales its input itself: it takes 0..255".into(),
+            )
+        } else {
+            (
+                127.5,
+                127.5,
+                "a guess (-1..1, as most Keras applications): use the normalization the \
+                 model was trained with (0..1: mean 0, std 255)"
+                    .into(),
+            )
+        };
+        return Feed {
+            name: p.name.clone(),
+            width: dim(2),
+            height: dim(1),
+            mean,
+            std,
+            why,
+        };
+    }
+    // A retrain.py graph: follow the decoding chain from the bytes to the
+    // last op of it, and read the resize and normalization on the way.
+    let start = graph.node.iter().find(|n| n.op == "Placeholder");
+    let mut feed = Feed {
+        name: start.map(|n| n.name.clone()).unwrap_or_default(),
+        width: None,
+        height: None,
+        mean: 0.0,
+        std: 1.0,
+        why: "no float placeholder: name the node that holds the image tensor".into(),
+    };
+    let Some(mut here) = start else { return feed };
+    let (mut sub, mut scale) = (None, None);
+    loop {
+        let next = consumers.get(here.name.as_str()).and_then(|c| {
+            c.iter()
+                .find(|n| DECODING.contains(&n.op.as_str()))
+                .copied()
+        });
+        let Some(next) = next else { break };
+        match next.op.as_str() {
+            "ResizeBilinear" | "ResizeBicubic" | "ResizeNearestNeighbor" => {
+                if let Some(size) = next.input.get(1).and_then(|s| by_name.get(node_name(s))) {
+                    if let Ok(t) = size.get_attr_tensor("value") {
+                        if let Ok(t) = t.cast_to::<i64>() {
+                            let hw: Vec<i64> = t
+                                .to_plain_array_view::<i64>()
+                                .map(|v| v.iter().copied().collect())
+                                .unwrap_or_default();
+                            if let [h, w] = hw[..] {
+                                feed.height = Some(h);
+                                feed.width = Some(w);
+                            }
+                        }
+                    }
+                }
+            }
+            "Sub" => sub = next.input.iter().find_map(|i| scalar_of(by_name, i)),
+            "Mul" => scale = next.input.iter().find_map(|i| scalar_of(by_name, i)),
+            "RealDiv" => {
+                scale = next
+                    .input
+                    .iter()
+                    .find_map(|i| scalar_of(by_name, i))
+                    .map(|d| 1.0 / d)
+            }
+            _ => {}
+        }
+        here = next;
+    }
+    feed.name = here.name.clone();
+    if here.name != start.unwrap().name {
+        feed.mean = sub.unwrap_or(0.0);
+        feed.std = scale.map(|s| 1.0 / s).unwrap_or(1.0);
+        feed.why = format!(
+            "read from the graph's own decoding ({} -> ... -> {}): fed after it",
+            start.unwrap().name,
+            here.name
+        );
+    }
+    feed
+}
+
+/// Softmax nodes first (the last of a chain), then the sinks.
+fn find_outputs(graph: &GraphDef, consumers: &HashMap<&str, Vec<&NodeDef>>) -> Vec<Candidate> {
+    let ignored = [
+        "Const",
+        "NoOp",
+        "Placeholder",
+        "Assert",
+        "SaveV2",
+        "RestoreV2",
+    ];
+    let mut found: Vec<Candidate> = Vec::new();
+    let sink =
+        |n: &NodeDef| !consumers.contains_key(n.name.as_str()) && !ignored.contains(&n.op.as_str());
+    // A softmax that a sink reads only through identities counts first.
+    for node in graph.node.iter().filter(|n| n.op == "Softmax") {
+        found.push(Candidate {
+            name: node.name.clone(),
+            op: node.op.clone(),
+        });
+    }
+    found.sort_by_key(|c| !sink(graph.node.iter().find(|n| n.name == c.name).unwrap()));
+    for node in graph.node.iter().filter(|n| sink(n) && n.op != "Softmax") {
+        found.push(Candidate {
+            name: node.name.clone(),
+            op: node.op.clone(),
+        });
+    }
+    found
+}
+
+/// The unsupported ops of the part served, and the number of classes if
+/// the graph loads far enough to tell.
+fn served_part(
+    graph: &GraphDef,
+    feed: &Feed,
+    output: &Candidate,
+) -> (Vec<UnsupportedOp>, Option<usize>) {
+    let tf = tf_import::framework();
+    let mut g = graph.clone();
+    match tf_import::prepare(&mut g, &tf, &feed.name, &output.name) {
+        Ok(()) => {}
+        Err(tf_import::ImportError::Unsupported(ops)) => return (ops, None),
+        Err(_) => return (Vec::new(), None),
+    }
+    let classes = (|| -> TractResult<usize> {
+        let mut model = tf.model_for_proto_model(&g)?;
+        model.set_input_names([feed.name.as_str()])?;
+        let (h, w) = (
+            feed.height.unwrap_or(224) as usize,
+            feed.width.unwrap_or(224) as usize,
+        );
+        model.set_input_fact(0, f32::fact([1, h, w, 3]).into())?;
+        model.select_outputs_by_name([output.name.as_str()])?;
+        let typed = model.into_typed()?;
+        let fact = typed.output_fact(0)?;
+        Ok(fact
+            .shape
+            .iter()
+            .last()
+            .map(|d| d.to_usize())
+            .transpose()?
+            .unwrap_or(1))
+    })()
+    .ok();
+    (Vec::new(), classes)
+}
+
+/// The report `predictd inspect` prints.
+pub fn report(path: &Path, graph: &GraphDef) -> String {
+    let found = inspect(graph);
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}: {} nodes", path.display(), graph.node.len());
+    let _ = writeln!(out, "# inputs (placeholders):");
+    for p in &found.inputs {
+        let shape = match &p.shape {
+            Some(s) => format!("{s:?}").replace("-1", "?"),
+            None => "unknown".into(),
+        };
+        let _ = writeln!(out, "#   {} {} {}", p.name, p.dtype, shape);
+    }
+    let _ = writeln!(out, "# likely outputs:");
+    for c in found.outputs.iter().take(5) {
+        let _ = writeln!(out, "#   {} ({})", c.name, c.op);
+    }
+    let _ = writeln!(out, "# ops:");
+    let mut ops: Vec<_> = found.ops.iter().collect();
+    ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (op, n) in ops {
+        let _ = writeln!(out, "#   {n:6} {op}");
+    }
+    if found.unsupported.is_empty() {
+        let _ = writeln!(
+            out,
+            "# every op on the way from the input to the output is supported"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "# NOT SUPPORTED (predictd check will refuse the graph):"
+        );
+        for u in &found.unsupported {
+            let _ = writeln!(
+                out,
+                "#   {} ({} node(s), first {:?})",
+                u.op, u.count, u.first
+            );
+        }
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let labels = path.with_extension("labels.txt");
+    let output = found.outputs.first();
+    let f = &found.feed;
+    let _ = writeln!(out);
+    let _ = writeln!(out, "[[model]]");
+    let _ = writeln!(out, "name = {name:?}");
+    let _ = writeln!(out, "graph = {:?}", path.display().to_string());
+    match found.classes {
+        Some(n) => {
+            let _ = writeln!(
+                out,
+                "# one label a line, {n} lines (the output has {n} classes)"
+            );
+        }
+        None => {
+            let _ = writeln!(out, "# one label a line, one per output class");
+        }
+    }
+    let _ = writeln!(out, "labels = {:?}", labels.display().to_string());
+    let _ = writeln!(out, "input = {:?}", f.name);
+    match output {
+        Some(c) => {
+            let _ = writeln!(out, "output = {:?}", c.name);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "# no output found: name the node with the class scores"
+            );
+            let _ = writeln!(out, "output = \"\"");
+        }
+    }
+    let _ = writeln!(out, "crop = \"fraction:1.0\"");
+    let size = |v: Option<i64>, what: &str| match v {
+        Some(v) => format!("{v}"),
+        None => format!("224  # the graph does not fix its {what}: use the size it was trained at"),
+    };
+    let _ = writeln!(out, "input-width = {}", size(f.width, "width"));
+    let _ = writeln!(out, "input-height = {}", size(f.height, "height"));
+    let _ = writeln!(out, "# {}", f.why);
+    let _ = writeln!(out, "input-mean = {:?}", f.mean);
+    let _ = writeln!(out, "input-std = {:?}", f.std);
+    if output.is_some_and(|c| c.op != "Softmax") {
+        let _ = writeln!(out, "# the output is not a softmax: predictd applies one");
+        let _ = writeln!(out, "softmax = true");
+    }
+    out
+}
+
+/// `predictd inspect`'s report of the graph at `path`, `.pb` or `.onnx`.
+pub fn report_file(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if crate::onnx_import::is_onnx(path) {
+        let proto = crate::onnx_import::proto(&bytes).map_err(|e| format!("not ONNX: {e:#}"))?;
+        return Ok(onnx_report(path, &proto));
+    }
+    let graph = tract_tensorflow::tensorflow()
+        .read_frozen_model(&mut &bytes[..])
+        .map_err(|e| format!("not a frozen TensorFlow GraphDef: {e:#}"))?;
+    Ok(report(path, &graph))
+}
+
+fn onnx_report(path: &Path, proto: &tract_onnx::pb::ModelProto) -> String {
+    use tract_onnx::pb::type_proto::Value as Type;
+    let mut out = String::new();
+    let Some(graph) = proto.graph.as_ref() else {
+        return format!("# {}: an ONNX file with no graph\n", path.display());
+    };
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let dims = |v: &tract_onnx::pb::ValueInfoProto| -> Vec<i64> {
+        match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(Type::TensorType(t)) => t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match d.value {
+                            Some(
+                                tract_onnx::pb::tensor_shape_proto::dimension::Value::DimValue(v),
+                            ) => v,
+                            _ => -1,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    };
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains(i.name.as_str()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "# {}: ONNX, {} nodes, opset {:?}",
+        path.display(),
+        graph.node.len(),
+        proto.opset_import.iter().map(|o| o.version).max()
+    );
+    let _ = writeln!(out, "# inputs:");
+    for i in &inputs {
+        let _ = writeln!(
+            out,
+            "#   {} {}",
+            i.name,
+            format!("{:?}", dims(i)).replace("-1", "?")
+        );
+    }
+    let _ = writeln!(out, "# outputs:");
+    for o in &graph.output {
+        let _ = writeln!(
+            out,
+            "#   {} {}",
+            o.name,
+            format!("{:?}", dims(o)).replace("-1", "?")
+        );
+    }
+    let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in &graph.node {
+        *ops.entry(n.op_type.as_str()).or_default() += 1;
+    }
+    let _ = writeln!(out, "# ops:");
+    let mut ops: Vec<_> = ops.into_iter().collect();
+    ops.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (op, n) in ops {
+        let _ = writeln!(out, "#   {n:6} {op}");
+    }
+    let missing = crate::onnx_import::unsupported(proto);
+    if missing.is_empty() {
+        let _ = writeln!(out, "# every op is supported");
+    } else {
+        let _ = writeln!(
+            out,
+            "# NOT SUPPORTED (predictd check will refuse the model):"
+        );
+        for u in &missing {
+            let _ = writeln!(
+                out,
+                "#   {} ({} node(s), first {:?})",
+                u.op, u.count, u.first
+            );
+        }
+    }
+    let input = inputs.first();
+    let shape = input.map(|i| dims(i)).unwrap_or_default();
+    let nchw = shape.len() == 4 && shape[1] == 3 && shape[3] != 3;
+    let (h, w) = match (nchw, shape.as_slice()) {
+        (true, [_, _, h, w]) | (false, [_, h, w, _]) => (*h, *w),
+        _ => (-1, -1),
+    };
+    let output = graph.output.first();
+    let classes = output
+        .map(|o| dims(o))
+        .and_then(|d| d.last().copied())
+        .filter(|c| *c > 0);
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let last_op = graph.node.last().map(|n| n.op_type.as_str()).unwrap_or("");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "[[model]]");
+    let _ = writeln!(out, "name = {name:?}");
+    let _ = writeln!(out, "graph = {:?}", path.display().to_string());
+    match classes {
+        Some(n) => {
+            let _ = writeln!(out, "# one label a line, {n} lines");
+        }
+        None => {
+            let _ = writeln!(out, "# one label a line, one per output class");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "labels = {:?}",
+        path.with_extension("labels.txt").display().to_string()
+    );
+    let _ = writeln!(
+        out,
+        "input = {:?}",
+        input.map(|i| i.name.as_str()).unwrap_or("")
+    );
+    let _ = writeln!(
+        out,
+        "output = {:?}",
+        output.map(|o| o.name.as_str()).unwrap_or("")
+    );
+    let _ = writeln!(out, "layout = {:?}", if nchw { "nchw" } else { "nhwc" });
+    let _ = writeln!(out, "crop = \"fraction:1.0\"");
+    let size = |v: i64| {
+        if v > 0 {
+            v.to_string()
+        } else {
+            "224  # not fixed by the model: use the size it was trained at".into()
+        }
+    };
+    let _ = writeln!(out, "input-width = {}", size(w));
+    let _ = writeln!(out, "input-height = {}", size(h));
+    let _ = writeln!(
+        out,
+        "# a guess (-1..1): use the normalization the model was trained with"
+    );
+    let _ = writeln!(out, "input-mean = 127.5");
+    let _ = writeln!(out, "input-std = 127.5");
+    if last_op != "Softmax" {
+        let _ = writeln!(
+            out,
+            "# the last op is {last_op}, not a softmax: predictd applies one"
+        );
+        let _ = writeln!(out, "softmax = true");
+    }
+    out
+}
