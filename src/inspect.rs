@@ -429,6 +429,10 @@ pub fn report(path: &Path, graph: &GraphDef) -> String {
 /// `predictd inspect`'s report of the graph at `path`, `.pb` or `.onnx`.
 pub fn report_file(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    // The section names the graph by its absolute path: it is pasted into
+    // a config file that may live anywhere.
+    let absolute = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    let path = absolute.as_path();
     if crate::onnx_import::is_onnx(path) {
         let proto = crate::onnx_import::proto(&bytes).map_err(|e| format!("not ONNX: {e:#}"))?;
         return Ok(onnx_report(path, &proto));

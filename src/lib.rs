@@ -45,6 +45,11 @@
 //!   crop, resize.
 //! - [`cache`]: what was decoded of a photo, kept for the next click on it.
 //! - [`models`]: the registry of tract plans and their worker threads.
+//! - [`tf_import`]: what TensorFlow 1.x and 2.x write, made readable by
+//!   tract (cut, prune, old spellings, missing ops), and the list of
+//!   unsupported ops; [`onnx_import`]: `.onnx` models.
+//! - [`inspect`]: `predictd inspect`, a graph's inputs, outputs, ops and a
+//!   ready `[[model]]` section.
 //! - [`fold`]: the graph rewrites applied to every loaded graph.
 //! - [`fused`]: the depthwise convolution with its ReLU6 in one pass, and
 //!   the 1x1 convolution with its bias and ReLU6 on the kernel of the
