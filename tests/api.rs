@@ -446,7 +446,11 @@ fn a_full_queue_is_answered_at_once_with_503() {
     });
     let ok = results.iter().filter(|r| r.0 == 200).count();
     let overloaded: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
-    assert!(ok >= 2, "the worker and the queue still serve: {results:?}");
+    // What was admitted is served. At least the one job that took the
+    // queue's place; usually two (the worker had taken the first before
+    // the rest arrived), but on a saturated machine all ten can arrive
+    // before the worker wakes, and then only one place was ever free.
+    assert!(ok >= 1, "the worker and the queue still serve: {results:?}");
     assert!(
         !overloaded.is_empty(),
         "10 at once must overflow a queue of 1: {results:?}"
