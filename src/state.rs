@@ -231,7 +231,8 @@ impl State {
                     .map(|r| (config, r))
                     .map_err(|e| e.to_string())
             });
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        // Two decimals are all a millisecond figure is worth in an answer.
+        let ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
         match built {
             Ok((mut config, registry)) => {
                 let old = self.config();

@@ -261,6 +261,19 @@ fn reload_under_load_fails_no_request() {
         let r = d.post("/v1/reload", "application/json", b"");
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["models"]["theme"], v0.as_str());
+        // The duration in milliseconds, with at most two decimals.
+        let ms = r.text();
+        let ms = ms
+            .split("\"ms\":")
+            .nth(1)
+            .unwrap()
+            .split(['}', ','])
+            .next()
+            .unwrap();
+        assert!(
+            ms.split('.').nth(1).is_none_or(|d| d.len() <= 2),
+            "reload ms {ms}"
+        );
         let before = ok.load(Ordering::SeqCst);
         wait_until("traffic after the reload", 60, || {
             ok.load(Ordering::SeqCst) >= before + 5

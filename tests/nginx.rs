@@ -7,6 +7,7 @@
 mod common;
 
 use common::{metric, photo, try_tcp_request, Daemon};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,6 +92,8 @@ http {{
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            // A group of its own: master and workers are stopped together.
+            .process_group(0)
             .spawn()
             .unwrap();
         let addr = format!("127.0.0.1:{port}");
@@ -109,10 +112,37 @@ http {{
     }
 }
 
+impl Nginx {
+    /// Stops master and workers: SIGTERM (nginx's fast shutdown, the
+    /// master stops its workers), then SIGKILL to whatever of the group is
+    /// left. Killing the master alone left its workers running, listening,
+    /// with parent PID 1.
+    fn stop(&mut self) {
+        use nix::sys::signal::{kill, killpg, Signal};
+        use nix::unistd::Pid;
+        let group = Pid::from_raw(self.child.id() as i32);
+        let _ = kill(group, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while killpg(group, None).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether any process of nginx's group is still alive.
+    fn any_left(&self) -> bool {
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.child.id() as i32), None).is_ok()
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -210,6 +240,10 @@ fn no_request_fails_when_an_instance_is_killed_and_restarted_under_load() {
         "the restarted instance serves again: {after_restart:?}"
     );
     assert!(after_restart.1 > before_kill.1);
+    // Stopping nginx leaves none of its processes (workers included).
+    let mut nginx = nginx;
+    nginx.stop();
+    assert!(!nginx.any_left(), "an nginx process outlived the test");
 }
 
 #[test]
