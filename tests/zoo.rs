@@ -36,9 +36,12 @@ struct Entry {
 }
 
 fn zoo() -> Vec<Entry> {
-    let dir = root().join("tests/fixtures/zoo");
+    entries("tests/fixtures/zoo/manifest.json")
+}
+
+fn entries(manifest: &str) -> Vec<Entry> {
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root().join(manifest)).unwrap()).unwrap();
     manifest
         .as_array()
         .unwrap()
@@ -87,11 +90,27 @@ fn labels(dir: &Path, name: &str, classes: usize) -> PathBuf {
 
 #[test]
 fn every_family_equals_its_reference() {
-    let dir = tempfile::tempdir().unwrap();
     let zoo = zoo();
     assert!(zoo.len() >= 17, "the zoo has {} graphs", zoo.len());
+    assert_equal_to_references(&zoo);
+}
+
+/// One small graph per op spelling the loader translates (tools/zoo/ops.py):
+/// LRN, MirrorPad, PadV2 with int64 paddings, a slice with a new axis,
+/// Exp/Log/Pow/Maximum/Minimum/Erf/SquaredDifference, IdentityN with two
+/// outputs, PlaceholderWithDefault and StopGradient, Concat v1 with
+/// FusedBatchNormV2, a Reshape through Shape/StridedSlice/Pack.
+#[test]
+fn every_op_spelling_equals_tensorflow() {
+    let ops = entries("tests/fixtures/zoo/ops/manifest.json");
+    assert!(ops.len() >= 9, "{} op graphs", ops.len());
+    assert_equal_to_references(&ops);
+}
+
+fn assert_equal_to_references(zoo: &[Entry]) {
+    let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
-    for e in &zoo {
+    for e in zoo {
         let mut spec: ModelConfig = Config::default().models[0].clone();
         spec.name = e.name.clone();
         spec.graph = e.graph.clone();
@@ -103,7 +122,7 @@ fn every_family_equals_its_reference() {
         spec.layout = e.layout;
         spec.crop = Crop::Fraction(1.0);
         for case in &e.cases {
-            let gold = root().join("tests/fixtures/zoo");
+            let gold = e.graph.parent().unwrap();
             let mut input = read_f32(&gold.join(format!("{case}.input.f32")));
             let expected = read_f32(&gold.join(format!("{case}.output.f32")));
             if e.layout == Layout::Nchw {

@@ -5,8 +5,8 @@ published / user-frozen graphs, plus golden input/output vectors.
 
 Run from the repository root:
 
-    /work/zoo-venv/bin/python tools/zoo/build.py            # everything
-    /work/zoo-venv/bin/python tools/zoo/build.py vgg16 ...  # a subset (manifest is merged)
+    /tmp/zoo-venv/bin/python tools/zoo/build.py            # everything
+    /tmp/zoo-venv/bin/python tools/zoo/build.py vgg16 ...  # a subset (manifest is merged)
 
 Everything is written to tests/fixtures/zoo/. See tools/zoo/README.md.
 """

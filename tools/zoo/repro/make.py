@@ -2,7 +2,7 @@
 Conv2D -> FusedBatchNormV3 ("Conv: Bias should be scalar or a vector with one
 value per output channel. Output channels is 16, bias is 1,16,F32").
 
-Run:  /work/zoo-venv/bin/python tools/zoo/repro/make.py   (from anywhere)
+Run:  /tmp/zoo-venv/bin/python tools/zoo/repro/make.py   (from anywhere)
 Writes <name>.pb and manifest.json next to this file. Every graph is frozen
 the same way: tf.function(model).get_concrete_function(
 TensorSpec([None,H,W,3], name='input')) + convert_variables_to_constants_v2.
@@ -313,7 +313,7 @@ def main():
             ops[n.op] = ops.get(n.op, 0) + 1
         size = os.path.getsize(path)
         assert size < 200_000, (name, size)
-        manifest.append(dict(name=name, graph=path, input=i, output=o, shape=[1, h, h, 3],
+        manifest.append(dict(name=name, graph=os.path.relpath(path, os.path.dirname(os.path.dirname(os.path.dirname(HERE)))), input=i, output=o, shape=[1, h, h, 3],
                              output_shape=list(y.shape), description=desc))
         report.append((name, size, len(gd.node), list(y.shape), err, ops))
     with open(os.path.join(HERE, "manifest.json"), "w") as f:
