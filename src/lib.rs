@@ -58,6 +58,8 @@
 //!   deadline per call, errors as values, a circuit breaker; also used by
 //!   `predict --socket`, `bench` and `health`.
 //! - [`bench`]: `predictd bench`'s load and its percentiles.
+//! - [`fuzzing`]: the fuzz targets' bodies (cargo-fuzz and the stable
+//!   harness of `tests/fuzz.rs` call them).
 //!
 //! # The path of one request
 //!
@@ -96,6 +98,7 @@ pub mod error;
 pub mod feedback;
 pub mod fold;
 pub mod fused;
+pub mod fuzzing;
 pub mod imaging;
 pub mod input;
 pub mod inspect;
