@@ -94,7 +94,13 @@ pub fn bind_unix(
                 _ => return Err(perm_err(format!("no group {group:?}"))),
             },
         };
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| perm_err(e.to_string()))?;
+        // The socket is born with the daemon's group: the packaged config
+        // names that group, and a no-op chown is a call the unit need not
+        // allow.
+        let born = std::fs::metadata(path).map_err(|e| perm_err(e.to_string()))?;
+        if std::os::unix::fs::MetadataExt::gid(&born) != gid {
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| perm_err(e.to_string()))?;
+        }
     }
     Ok((listener, file))
 }

@@ -11,7 +11,9 @@ fn systemd_unit_verifies() {
     for needle in [
         "Type=forking",
         "PIDFile=/run/predictd/predictd.pid",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecReload=/bin/sh -c 'kill -HUP $$1' predictd-reload $MAINPID",
+        "SystemCallFilter=@chown",
+        "SystemCallErrorNumber=EPERM",
         "RuntimeDirectory=predictd",
         "Restart=on-failure",
         "User=predictd",
