@@ -367,16 +367,7 @@ pub fn report(path: &Path, graph: &GraphDef) -> String {
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "model".into());
-    let name: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let name = model_name(&stem);
     let labels = path.with_extension("labels.txt");
     let output = found.outputs.first();
     let f = &found.feed;
@@ -424,6 +415,19 @@ pub fn report(path: &Path, graph: &GraphDef) -> String {
         let _ = writeln!(out, "softmax = true");
     }
     out
+}
+
+/// A model name (letters, digits, `-`, `_`) made of a file's stem.
+fn model_name(stem: &str) -> String {
+    stem.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// `predictd inspect`'s report of the graph at `path`, `.pb` or `.onnx`.
@@ -543,16 +547,7 @@ fn onnx_report(path: &Path, proto: &tract_onnx::pb::ModelProto) -> String {
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
-    let name: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let name = model_name(&stem);
     let last_op = graph.node.last().map(|n| n.op_type.as_str()).unwrap_or("");
     let _ = writeln!(out);
     let _ = writeln!(out, "[[model]]");

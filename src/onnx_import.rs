@@ -4,7 +4,6 @@
 //! says the input is PyTorch's channels-first tensor.
 
 use crate::tf_import::UnsupportedOp;
-use std::collections::BTreeMap;
 use std::path::Path;
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
@@ -24,24 +23,16 @@ pub fn proto(bytes: &[u8]) -> TractResult<ModelProto> {
 /// Every op of the model that tract-onnx does not translate.
 pub fn unsupported(proto: &ModelProto) -> Vec<UnsupportedOp> {
     let onnx = tract_onnx::onnx();
-    let mut found: BTreeMap<&str, UnsupportedOp> = BTreeMap::new();
     let Some(graph) = proto.graph.as_ref() else {
         return Vec::new();
     };
-    for node in &graph.node {
-        if onnx.op_register.0.contains_key(&node.op_type) {
-            continue;
-        }
-        found
-            .entry(&node.op_type)
-            .or_insert_with(|| UnsupportedOp {
-                op: node.op_type.clone(),
-                count: 0,
-                first: node.name.clone(),
-            })
-            .count += 1;
-    }
-    found.into_values().collect()
+    crate::tf_import::tally_unsupported(
+        graph
+            .node
+            .iter()
+            .filter(|n| !onnx.op_register.0.contains_key(&n.op_type))
+            .map(|n| (n.op_type.as_str(), n.name.as_str())),
+    )
 }
 
 /// The inference model of `bytes`, fed at `input` and read at `output`

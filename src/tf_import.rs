@@ -164,17 +164,27 @@ pub fn prepare(
 /// Every op of `graph` that `tf` does not translate, with its count and
 /// first node.
 pub fn unsupported(graph: &GraphDef, tf: &Tensorflow) -> Vec<UnsupportedOp> {
+    tally_unsupported(
+        graph
+            .node
+            .iter()
+            .filter(|n| !tf.op_register.0.contains_key(&n.op))
+            .map(|n| (n.op.as_str(), n.name.as_str())),
+    )
+}
+
+/// Each op of `(op, node)` pairs with its count and first node, by op.
+pub fn tally_unsupported<'a>(
+    nodes: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<UnsupportedOp> {
     let mut found: BTreeMap<&str, UnsupportedOp> = BTreeMap::new();
-    for node in &graph.node {
-        if tf.op_register.0.contains_key(&node.op) {
-            continue;
-        }
+    for (op, name) in nodes {
         found
-            .entry(&node.op)
+            .entry(op)
             .or_insert_with(|| UnsupportedOp {
-                op: node.op.clone(),
+                op: op.to_string(),
                 count: 0,
-                first: node.name.clone(),
+                first: name.to_string(),
             })
             .count += 1;
     }

@@ -2,17 +2,12 @@
 //! wrote inputs and TensorFlow's outputs under tests/fixtures/golden; each
 //! graph is loaded through predictd's own loader and must match them.
 
+mod common;
+
+use common::read_f32;
 use predictd::config::Config;
 use predictd::models::run_raw;
 use std::path::Path;
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
 
 #[test]
 fn tract_matches_tensorflow_on_both_graphs() {

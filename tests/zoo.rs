@@ -15,14 +15,6 @@ use predictd::models::run_raw;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
 struct Entry {
     name: String,
     graph: PathBuf,

@@ -24,6 +24,15 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A file of little-endian f32s (the golden vectors' inputs and outputs).
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 pub fn photo(name: &str) -> Vec<u8> {
     std::fs::read(root().join("tests/fixtures/photos").join(name)).unwrap()
 }
