@@ -514,7 +514,7 @@ fn build_plan(bytes: &[u8], spec: &ModelConfig) -> TractResult<Plan> {
     };
     model.set_input_fact(0, f32::fact(fed_shape(spec)).into())?;
     let mut model = model.into_typed()?;
-    let skipped = crate::tf_import::declutter(&mut model)?;
+    let declutter = crate::tf_import::declutter(&mut model)?;
     let folded = crate::fold::fold_depthwise_channel_ops(&mut model)?;
     let fused = crate::fold::fuse_depthwise_clip(&mut model)?;
     let pointwise = crate::fold::fuse_pointwise(&mut model)?;
@@ -523,11 +523,8 @@ fn build_plan(bytes: &[u8], spec: &ModelConfig) -> TractResult<Plan> {
          {fused} clamps fused with theirs, {pointwise} 1x1 convolutions on the AVX-512F kernel",
         spec.name
     );
-    if skipped {
-        crate::tf_import::without_change_axes().optimize(&mut model)?;
-    } else {
-        model.declutter()?;
-    }
+    // Again after predictd's rewrites, as tract's into_optimized does.
+    declutter.optimize(&mut model)?;
     model.optimize()?;
     let plan = model.into_runnable()?;
     Ok(plan)

@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use tract_tensorflow::tfpb::tensorflow::attr_value::{ListValue, Value};
 use tract_tensorflow::tfpb::tensorflow::{AttrValue, DataType, GraphDef, NodeDef, TensorProto};
+use tract_tensorflow::tract_core::optim::Optimizer;
 use tract_tensorflow::tract_hir::internal::*;
 use tract_tensorflow::tract_hir::ops::array::{Pad, PadMode};
 use tract_tensorflow::Tensorflow;
@@ -146,10 +147,13 @@ pub fn prepare(
     cut_at_input(graph, input);
     bypass_identity_n(graph);
     prune(graph, output);
-    rewrite(graph)?;
     fill_empty_constants(graph);
-    mark_grouped_convolutions(graph)?;
-    fold_batch_norms(graph).map_err(|e| ImportError::Node {
+    // Decoded once, for the three passes; each adds the constants it makes.
+    let mut constants = Constants::of(graph);
+    rewrite(graph, &mut constants)?;
+    constants.refresh_identities(graph);
+    mark_grouped_convolutions(graph, &mut constants)?;
+    fold_batch_norms(graph, &mut constants).map_err(|e| ImportError::Node {
         node: "(batch norm folding)".into(),
         op: "FusedBatchNorm".into(),
         why: e.to_string(),
@@ -452,20 +456,39 @@ struct Constants {
 
 impl Constants {
     fn of(graph: &GraphDef) -> Constants {
-        Constants {
-            values: graph
-                .node
-                .iter()
-                .filter(|n| n.op == "Const")
-                .filter_map(|n| Some((n.name.clone(), n.get_attr_tensor("value").ok()?)))
-                .collect(),
-            identities: graph
-                .node
-                .iter()
-                .filter(|n| n.op == "Identity" && !n.input.is_empty())
-                .map(|n| (n.name.clone(), n.input[0].clone()))
-                .collect(),
+        let mut constants = Constants {
+            values: HashMap::new(),
+            identities: HashMap::new(),
+        };
+        constants.absorb(&graph.node);
+        constants.refresh_identities(graph);
+        constants
+    }
+
+    /// Decodes the constants among `nodes`.
+    fn absorb(&mut self, nodes: &[NodeDef]) {
+        for n in nodes.iter().filter(|n| n.op == "Const") {
+            if let Ok(t) = n.get_attr_tensor("value") {
+                self.values.insert(n.name.clone(), t);
+            }
         }
+    }
+
+    /// Re-reads which nodes are identities (passes turn ops into some).
+    fn refresh_identities(&mut self, graph: &GraphDef) {
+        self.identities = graph
+            .node
+            .iter()
+            .filter(|n| n.op == "Identity" && !n.input.is_empty())
+            .map(|n| (n.name.clone(), n.input[0].clone()))
+            .collect();
+    }
+
+    /// `t` as the constant node `name`, known to later passes.
+    fn node(&mut self, name: &str, t: Tensor) -> TractResult<NodeDef> {
+        let node = const_node(name, &t)?;
+        self.values.insert(name.to_string(), t);
+        Ok(node)
     }
 
     fn get(&self, input: &str) -> Option<&Tensor> {
@@ -492,8 +515,7 @@ impl Constants {
     }
 }
 
-fn rewrite(graph: &mut GraphDef) -> Result<(), ImportError> {
-    let constants = Constants::of(graph);
+fn rewrite(graph: &mut GraphDef, constants: &mut Constants) -> Result<(), ImportError> {
     let mut added = Vec::new();
     for node in graph.node.iter_mut() {
         let (name, op) = (node.name.clone(), node.op.clone());
@@ -617,7 +639,7 @@ fn rewrite(graph: &mut GraphDef) -> Result<(), ImportError> {
                 node.attr.insert("value".into(), AttrValue::from(value));
             }
             "StridedSlice" => {
-                if let Some(expand) = strided_new_axes(node, &constants).map_err(fail)? {
+                if let Some(expand) = strided_new_axes(node, constants).map_err(fail)? {
                     added.extend(expand);
                 }
             }
@@ -627,6 +649,7 @@ fn rewrite(graph: &mut GraphDef) -> Result<(), ImportError> {
     // Added nodes take over the names their consumers read: the slice with
     // new axes ends in ExpandDims nodes, the last of which is renamed to
     // the original name.
+    constants.absorb(&added);
     graph.node.extend(added);
     Ok(())
 }
@@ -634,29 +657,24 @@ fn rewrite(graph: &mut GraphDef) -> Result<(), ImportError> {
 /// Declutters `model` as tract does, unless tract's `ChangeAxes` pass
 /// fails on it: then the same passes without that one (README, "Graphs
 /// users bring": a convolution whose bias tract has reshaped to `[1, C]`
-/// cannot lose its batch axis). Returns whether the pass was left out, so
-/// that later optimizations leave it out too.
-pub fn declutter(model: &mut TypedModel) -> TractResult<bool> {
+/// cannot lose its batch axis). Returns the declutter that worked, for the
+/// later passes to run again.
+pub fn declutter(model: &mut TypedModel) -> TractResult<Optimizer> {
     let original = model.clone();
-    match model.declutter() {
-        Ok(()) => Ok(false),
+    match Optimizer::declutter().optimize(model) {
+        Ok(()) => Ok(Optimizer::declutter()),
         Err(e) if format!("{e:#}").contains("ChangeAxes") => {
             log::debug!("tract's ChangeAxes pass failed ({e:#}); decluttering without it");
             *model = original;
-            without_change_axes().optimize(model)?;
-            Ok(true)
+            let mut without = Optimizer::declutter();
+            without
+                .passes
+                .retain(|p| !format!("{p:?}").contains("ChangeAxes"));
+            without.optimize(model)?;
+            Ok(without)
         }
         Err(e) => Err(e),
     }
-}
-
-/// tract's declutter passes but `ChangeAxes`.
-pub fn without_change_axes() -> tract_tensorflow::tract_core::optim::Optimizer {
-    let mut optimizer = tract_tensorflow::tract_core::optim::Optimizer::declutter();
-    optimizer
-        .passes
-        .retain(|p| !format!("{p:?}").contains("ChangeAxes"));
-    optimizer
 }
 
 /// Folds every inference batch norm that follows a convolution with
@@ -665,8 +683,7 @@ pub fn without_change_axes() -> tract_tensorflow::tract_core::optim::Optimizer {
 /// output channel, one `BiasAdd` with the folded shift, as TensorFlow's
 /// own `optimize_for_inference` does: one pass over the activations
 /// fewer, whatever tract's own passes make of them.
-fn fold_batch_norms(graph: &mut GraphDef) -> TractResult<usize> {
-    let constants = Constants::of(graph);
+fn fold_batch_norms(graph: &mut GraphDef, constants: &mut Constants) -> TractResult<usize> {
     let mut uses: HashMap<String, usize> = HashMap::new();
     for node in &graph.node {
         for input in &node.input {
@@ -788,8 +805,8 @@ fn fold_batch_norms(graph: &mut GraphDef) -> TractResult<usize> {
         let conv_name = graph.node[conv_ix].name.clone();
         let filter = format!("{conv_name}/predictd_folded_filter");
         let bias = format!("{conv_name}/predictd_folded_bias");
-        graph.node.push(const_node(&filter, &w)?);
-        graph.node.push(const_node(&bias, &shift)?);
+        graph.node.push(constants.node(&filter, w)?);
+        graph.node.push(constants.node(&bias, shift)?);
         graph.node[conv_ix].input[1] = filter;
         let bn = &mut graph.node[bn_ix];
         bn.op = "BiasAdd".into();
@@ -1024,8 +1041,10 @@ impl Expansion for GatherV2 {
 /// name. The input's channels are worked out from the nodes before it
 /// (what a convolution, bias, batch norm or concatenation produces,
 /// carried through element-wise ops).
-fn mark_grouped_convolutions(graph: &mut GraphDef) -> Result<(), ImportError> {
-    let constants = Constants::of(graph);
+fn mark_grouped_convolutions(
+    graph: &mut GraphDef,
+    constants: &mut Constants,
+) -> Result<(), ImportError> {
     let by_name: HashMap<&str, &NodeDef> =
         graph.node.iter().map(|n| (n.name.as_str(), n)).collect();
     let mut memo: HashMap<String, Option<usize>> = HashMap::new();
@@ -1073,12 +1092,16 @@ fn mark_grouped_convolutions(graph: &mut GraphDef) -> Result<(), ImportError> {
             let group = ch / per_group;
             f[[y, x, ch % per_group, group * out_per_group + o]]
         });
-        let name = format!("{}/predictd_depthwise_filter", node.name);
-        if let Ok(k) = const_node(&name, &Tensor::from(k)) {
-            groups.push((i, k));
-        }
+        groups.push((
+            i,
+            format!("{}/predictd_depthwise_filter", node.name),
+            Tensor::from(k),
+        ));
     }
-    for (i, k) in groups {
+    for (i, name, k) in groups {
+        let Ok(k) = constants.node(&name, k) else {
+            continue;
+        };
         let node = &mut graph.node[i];
         node.input[1] = k.name.clone();
         node.op = "DepthwiseConv2dNative".into();
