@@ -26,7 +26,7 @@ const TINY_PNG: &[u8] = include_bytes!("../fuzz/seeds/image_header/tiny.png");
 /// read by parts (a rectangle, with and without reading on; a plane at
 /// each DCT scale), each with its size checked.
 pub fn image_header(data: &[u8]) {
-    let _ = imaging::sniff(data);
+    let jpeg = imaging::sniff(data).ok() == Some(image::ImageFormat::Jpeg);
     let _ = imaging::header_dimensions(data);
     if let Ok(decoded) = imaging::decode(data, 1 << 20) {
         assert!(u64::from(decoded.width()) * u64::from(decoded.height()) <= 1 << 20);
@@ -42,7 +42,6 @@ pub fn image_header(data: &[u8]) {
         (x + 5).min(w),
         (y + 5).min(h),
     );
-    let jpeg = imaging::sniff(data).ok() == Some(image::ImageFormat::Jpeg);
     for check_rest in [false, true] {
         if let Ok(view) = source.view(Need::Rect(x0, y0, x1, y1), check_rest, 1 << 20) {
             // A JPEG's rectangle is decoded alone; other formats are
