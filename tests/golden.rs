@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::read_f32;
+use common::{json_dims, max_abs_difference, read_f32};
 use predictd::config::Config;
 use predictd::models::run_raw;
 use std::path::Path;
@@ -27,12 +27,7 @@ fn tract_matches_tensorflow_on_both_graphs() {
         spec.graph = root.join(entry["graph"].as_str().unwrap());
         assert_eq!(spec.input, entry["input"].as_str().unwrap());
         assert_eq!(spec.output, entry["output"].as_str().unwrap());
-        let shape: Vec<usize> = entry["input_shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
+        let shape = json_dims(&entry["input_shape"]);
         assert_eq!(
             shape,
             vec![1, spec.input_height as usize, spec.input_width as usize, 3],
@@ -51,11 +46,7 @@ fn tract_matches_tensorflow_on_both_graphs() {
             let expected = read_f32(&gold.join(format!("{case}.output.f32")));
             let got = run_raw(&spec, &input).unwrap_or_else(|e| panic!("{case}: {e}"));
             assert_eq!(got.len(), expected.len(), "{case}: output length");
-            let worst = got
-                .iter()
-                .zip(&expected)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let worst = max_abs_difference(&got, &expected);
             assert!(
                 worst < 1e-4,
                 "{case} on {threads} thread(s): max abs difference {worst} with TensorFlow"

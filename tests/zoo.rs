@@ -39,11 +39,9 @@ fn entries(manifest: &str) -> Vec<Entry> {
         .unwrap()
         .iter()
         .map(|e| {
-            let shape: Vec<u32> = e["input_shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
+            let shape: Vec<u32> = json_dims(&e["input_shape"])
+                .into_iter()
+                .map(|d| d as u32)
                 .collect();
             let layout = match e["layout"].as_str().unwrap() {
                 "nchw" => Layout::Nchw,
@@ -134,11 +132,7 @@ fn assert_equal_to_references(zoo: &[Entry]) {
                 }
                 Ok(got) => {
                     assert_eq!(got.len(), expected.len(), "{case}: output length");
-                    let worst = got
-                        .iter()
-                        .zip(&expected)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0f32, f32::max);
+                    let worst = max_abs_difference(&got, &expected);
                     eprintln!("{case}: max |difference| {worst:e}");
                     if !(worst <= 1e-4) {
                         failures.push(format!("{case}: max abs difference {worst}"));

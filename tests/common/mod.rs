@@ -33,6 +33,23 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
         .collect()
 }
 
+/// The largest absolute difference between two vectors of scores.
+pub fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
+/// A JSON array of non-negative integers (a manifest's shapes).
+pub fn json_dims(v: &serde_json::Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect()
+}
+
 pub fn photo(name: &str) -> Vec<u8> {
     std::fs::read(root().join("tests/fixtures/photos").join(name)).unwrap()
 }
