@@ -222,14 +222,17 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    match run(cli.command) {
+    let code = match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             eprintln!("predictd: {}", error_chain(&e));
             ExitCode::from(e.exit_code())
         }
-    }
+    };
+    // Log lines are written by a thread of their own: let it finish.
+    crate::logging::flush();
+    code
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -337,6 +337,11 @@ impl Metrics {
             "Virtual memory size of the daemon",
             virtual_memory.clone(),
         );
+        registry.register(
+            "predictd_log_lines_dropped",
+            "Log lines dropped because the log thread was behind (syslog or stderr not reading); logging never blocks a request",
+            crate::logging::dropped_lines().clone(),
+        );
         Metrics {
             registry,
             requests,

@@ -332,3 +332,68 @@ fn sigterm_lets_requests_in_flight_finish() {
     assert!(!d.socket.exists(), "socket removed");
     assert!(d.stderr().contains("stop: done"));
 }
+
+/// A syslog daemon that stops reading must not stall the service: its
+/// socket's queue fills (ten datagrams by default), after which a blocking
+/// logger would hold every request at its first log line. Lines that
+/// cannot be queued are dropped and counted instead.
+#[test]
+fn a_syslog_that_stops_reading_costs_dropped_lines_not_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.sock");
+    // Bound and never read.
+    let _stalled = UnixDatagram::bind(&log).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "syslog-socket = {:?}\nrate-per-uid = 0",
+            log.display().to_string()
+        ),
+        None,
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--daemon", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = pid_in(&dir.path().join("predictd.pid"));
+    let socket = dir.path().join("predictd.sock");
+    // Each request logs a line: twice the log queue's lines, so that it
+    // is full well before the end.
+    let requests = 2 * predictd::logging::QUEUE_LINES;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..requests {
+        let started = Instant::now();
+        let r = request(&socket, "GET", "/healthz", &[], &[]);
+        assert_eq!(r.status, 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    // Generous for a busy machine; a blocking logger never answers at all.
+    assert!(slowest < Duration::from_secs(5), "slowest /healthz {slowest:?}");
+    let r = request(
+        &socket,
+        "POST",
+        "/v1/predict?x=300&y=200",
+        &[],
+        &photo("skimage-coffee.jpg"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let metrics = request(&socket, "GET", "/metrics", &[], &[]).text();
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("predictd_log_lines_dropped_total "))
+        .unwrap_or_else(|| panic!("no dropped-lines counter:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(dropped > 0.0, "{requests} lines into a stalled syslog, none dropped?");
+    // Stopping does not hang on the stalled log either.
+    let started = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    wait_gone(pid);
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
