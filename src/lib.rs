@@ -103,6 +103,7 @@ pub mod imaging;
 pub mod input;
 pub mod inspect;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod models;
 pub mod onnx_import;

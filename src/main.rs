@@ -1,23 +1,23 @@
 //! predictd's entry point: everything lives in the library; see `lib.rs`.
 
-fn main() -> std::process::ExitCode {
-    limit_malloc_arenas();
-    predictd::cli::main()
-}
+/// jemalloc for all of the daemon's memory, Rust's and libjpeg's (it
+/// replaces `malloc` too): glibc's malloc kept the memory a reload frees
+/// and resident memory climbed under reloads with load (see
+/// `predictd::memory` and the README's soak).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// glibc gives each thread that allocates its own heap (up to 8 per core),
-/// and each keeps what it freed: with tokio's threads, the decoder threads
-/// and each model's workers and pools, a daemon that once served large
-/// photos stayed at twice its working size. Two heaps are enough here (the
-/// large buffers are mapped and unmapped whole anyway). `MALLOC_ARENA_MAX`
-/// in the environment still wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; called before
-        // any thread is started.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
+/// jemalloc's settings, read at its start (the `MALLOC_CONF` environment
+/// variable overrides them). Two arenas (as glibc had): more only keep more
+/// free pages apart. Free pages go back to the system after half a second,
+/// by a background thread, not on the request's path; nothing lingers as
+/// "muzzy" (lazily freed) pages that still count as resident. The soak
+/// (`benches/soak.sh`) is the measure of these values.
+#[allow(non_upper_case_globals)]
+#[export_name = "malloc_conf"]
+pub static malloc_conf: &[u8; 69] =
+    b"narenas:2,background_thread:true,dirty_decay_ms:500,muzzy_decay_ms:0\0";
+
+fn main() -> std::process::ExitCode {
+    predictd::cli::main()
 }

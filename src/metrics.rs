@@ -81,6 +81,16 @@ pub struct Metrics {
     pub connections_refused: Family<LimitLabels, Counter>,
     pub resident_memory: Gauge,
     pub virtual_memory: Gauge,
+    /// The allocator's own books (see [`crate::memory::Stats`]).
+    pub allocator_bytes: Family<PartLabels, Gauge>,
+    pub registries_alive: Gauge,
+    pub workers_alive: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartLabels {
+    /// `allocated`, `active`, `resident`, `mapped` or `retained`.
+    pub part: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -337,13 +347,34 @@ impl Metrics {
             "Virtual memory size of the daemon",
             virtual_memory.clone(),
         );
+        let allocator_bytes = Family::<PartLabels, Gauge>::default();
+        registry.register(
+            "predictd_allocator_bytes",
+            "jemalloc's books: bytes the program holds (allocated), in pages in use (active), resident pages of the allocator including its free ones not yet returned (resident), mapped (mapped), and address space kept but returned to the system (retained)",
+            allocator_bytes.clone(),
+        );
         registry.register(
             "predictd_log_lines_dropped",
             "Log lines dropped because the log thread was behind (syslog or stderr not reading); logging never blocks a request",
             crate::logging::dropped_lines().clone(),
         );
+        let registries_alive = Gauge::default();
+        registry.register(
+            "predictd_model_sets_alive",
+            "Loaded model sets not yet dropped: 1, and more only while requests begun before a reload hold an old one",
+            registries_alive.clone(),
+        );
+        let workers_alive = Gauge::default();
+        registry.register(
+            "predictd_model_worker_threads",
+            "Model worker threads running, of every model set alive",
+            workers_alive.clone(),
+        );
         Metrics {
             registry,
+            allocator_bytes,
+            registries_alive,
+            workers_alive,
             requests,
             request_seconds,
             inference_seconds,
@@ -375,6 +406,22 @@ impl Metrics {
             self.resident_memory.set(rss as i64);
             self.virtual_memory.set(vsz as i64);
         }
+        if let Some(a) = crate::memory::stats() {
+            for (part, bytes) in [
+                ("allocated", a.allocated),
+                ("active", a.active),
+                ("resident", a.resident),
+                ("mapped", a.mapped),
+                ("retained", a.retained),
+            ] {
+                self.allocator_bytes
+                    .get_or_create(&PartLabels { part: part.into() })
+                    .set(bytes as i64);
+            }
+        }
+        let (sets, workers) = crate::models::alive();
+        self.registries_alive.set(sets as i64);
+        self.workers_alive.set(workers as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String does not fail");

@@ -192,6 +192,25 @@ pub struct Registry {
     pub loaded_at: SystemTime,
 }
 
+/// Registries built and not yet dropped: 1 in service, more only while
+/// requests that started before a reload still hold the old one.
+static REGISTRIES_ALIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Model worker threads running, of every registry alive.
+static WORKERS_ALIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many model sets and worker threads exist now (for `/metrics`: an
+/// old version that outlives its last request shows here).
+pub fn alive() -> (usize, usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (REGISTRIES_ALIVE.load(Relaxed), WORKERS_ALIVE.load(Relaxed))
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        REGISTRIES_ALIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Registry {
     /// Loads every model of `config` in parallel, each on its own worker
     /// threads, and checks each with a test inference. Fails with the first
@@ -222,6 +241,7 @@ impl Registry {
         if let Some(e) = first_error {
             return Err(e);
         }
+        REGISTRIES_ALIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let registry = Registry {
             models,
             loaded_at: SystemTime::now(),
@@ -337,6 +357,14 @@ fn work(
     busy: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     use std::sync::atomic::Ordering;
+    struct Alive;
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            WORKERS_ALIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    WORKERS_ALIVE.fetch_add(1, Ordering::Relaxed);
+    let _alive = Alive;
     // Both cores for one inference when it is the only work this model has;
     // one thread each when other jobs run or wait, so that a loaded model
     // never runs more threads than it has workers.
@@ -472,13 +500,17 @@ fn load_model(spec: &ModelConfig) -> Result<(Plan, ModelInfo, Vec<String>), Mode
             spec.labels.display()
         )));
     }
-    let plan = build_plan(&bytes, spec).map_err(|e| fail(format!("{e:#}")))?;
+    let graph_bytes = bytes.len() as u64;
+    // The file's bytes go to build_plan, which drops them once parsed: a
+    // reload runs beside the version in service and the requests, and each
+    // copy of the weights alive at once adds to the daemon's peak.
+    let plan = build_plan(bytes, spec).map_err(|e| fail(format!("{e:#}")))?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     let info = ModelInfo {
         name: spec.name.clone(),
         graph: spec.graph.clone(),
         version: version.clone(),
-        graph_bytes: bytes.len() as u64,
+        graph_bytes,
         labels: labels.len(),
         label_names: labels.clone(),
         input_shape: [1, spec.input_height as usize, spec.input_width as usize, 3],
@@ -492,22 +524,28 @@ fn load_model(spec: &ModelConfig) -> Result<(Plan, ModelInfo, Vec<String>), Mode
         "model load: model={} file={} bytes={} hash={} ms={:.1}",
         spec.name,
         spec.graph.display(),
-        bytes.len(),
+        graph_bytes,
         version,
         load_ms
     );
     Ok((plan, info, labels))
 }
 
-fn build_plan(bytes: &[u8], spec: &ModelConfig) -> TractResult<Plan> {
+/// Builds the plan from the graph file's `bytes`. The weights exist in
+/// several forms on the way (file, protobuf, tract's tensors); each earlier
+/// form is dropped as soon as the next is made, so that at most two are
+/// alive at once.
+fn build_plan(bytes: Vec<u8>, spec: &ModelConfig) -> TractResult<Plan> {
     depthwise_kernel();
     let mut model = if crate::onnx_import::is_onnx(&spec.graph) {
-        crate::onnx_import::model(bytes, &spec.input, &spec.output)?
+        crate::onnx_import::model(&bytes, &spec.input, &spec.output)?
     } else {
         let tf = crate::tf_import::framework();
         let mut graph = tf.read_frozen_model(&mut &bytes[..])?;
+        drop(bytes);
         crate::tf_import::prepare(&mut graph, &tf, &spec.input, &spec.output)?;
         let mut model = tf.model_for_proto_model(&graph)?;
+        drop(graph);
         model.set_input_names([crate::tf_import::node_name(&spec.input)])?;
         model.select_outputs_by_name([crate::tf_import::node_name(&spec.output)])?;
         model
