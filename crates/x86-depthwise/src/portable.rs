@@ -26,6 +26,10 @@ pub unsafe fn depthwise_c_f32(
     in_stride: isize,
     out_stride: isize,
 ) {
+    // SAFETY: every pointer below stays within what the contract makes
+    // readable (input taps, kernel rows, bias) or writable (outputs) for
+    // `channels` values: blocks of BLOCK channels below `channels`, then the
+    // channels left one at a time.
     unsafe {
         for i in 0..len as isize {
             let x = input.offset(i * in_stride);

@@ -37,22 +37,31 @@ impl Lanes for Avx512 {
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> __m512 {
+        // SAFETY: the caller passes 16 readable f32 at `p` (a full vector
+        // inside the contract's buffers) on a CPU with AVX-512F.
         unsafe { _mm512_loadu_ps(p) }
     }
     #[inline(always)]
     unsafe fn load_masked(p: *const f32, m: __mmask16) -> __m512 {
+        // SAFETY: masked-off lanes are not read; the caller passes `m` with
+        // only the lanes inside the buffer set, on a CPU with AVX-512F.
         unsafe { _mm512_maskz_loadu_ps(m, p) }
     }
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m512) {
+        // SAFETY: the caller passes 16 writable f32 at `p`, inside the
+        // output the contract hands over, on a CPU with AVX-512F.
         unsafe { _mm512_storeu_ps(p, v) }
     }
     #[inline(always)]
     unsafe fn store_masked(p: *mut f32, m: __mmask16, v: __m512) {
+        // SAFETY: masked-off lanes are not written; the caller sets only the
+        // lanes inside the output, on a CPU with AVX-512F.
         unsafe { _mm512_mask_storeu_ps(p, m, v) }
     }
     #[inline(always)]
     unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: register arithmetic only; the caller runs on AVX-512F.
         unsafe { _mm512_fmadd_ps(a, b, c) }
     }
 }
@@ -65,6 +74,7 @@ impl Lanes for Avx2Fma {
     const W: usize = 8;
     #[inline(always)]
     unsafe fn mask(rem: usize) -> __m256i {
+        // SAFETY: register arithmetic only; the caller runs on AVX2.
         unsafe {
             _mm256_cmpgt_epi32(
                 _mm256_set1_epi32(rem as i32),
@@ -74,22 +84,31 @@ impl Lanes for Avx2Fma {
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> __m256 {
+        // SAFETY: the caller passes 8 readable f32 at `p` (a full vector
+        // inside the contract's buffers) on a CPU with AVX.
         unsafe { _mm256_loadu_ps(p) }
     }
     #[inline(always)]
     unsafe fn load_masked(p: *const f32, m: __m256i) -> __m256 {
+        // SAFETY: lanes whose mask sign bit is clear are not read (nor
+        // fault); the caller sets only the lanes inside the buffer, on AVX.
         unsafe { _mm256_maskload_ps(p, m) }
     }
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m256) {
+        // SAFETY: the caller passes 8 writable f32 at `p`, inside the output
+        // the contract hands over, on a CPU with AVX.
         unsafe { _mm256_storeu_ps(p, v) }
     }
     #[inline(always)]
     unsafe fn store_masked(p: *mut f32, m: __m256i, v: __m256) {
+        // SAFETY: lanes whose mask sign bit is clear are not written; the
+        // caller sets only the lanes inside the output, on AVX.
         unsafe { _mm256_maskstore_ps(p, m, v) }
     }
     #[inline(always)]
     unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: register arithmetic only; the caller runs on FMA.
         unsafe { _mm256_fmadd_ps(a, b, c) }
     }
 }
@@ -106,6 +125,8 @@ struct Call<'a> {
 
 #[inline(always)]
 unsafe fn ld<L: Lanes, const MASKED: bool>(p: *const f32, m: L::M) -> L::V {
+    // SAFETY: forwards `ld`'s own contract (a readable vector at `p`, or
+    // the lanes `m` sets) to the load it picks.
     unsafe {
         if MASKED {
             L::load_masked(p, m)
@@ -126,6 +147,12 @@ unsafe fn block<L: Lanes, const P: usize, const Q: usize, const MASKED: bool>(
     c: usize,
     m: L::M,
 ) {
+    // SAFETY: `c + Q * W` channels (or the lanes `m` sets) lie inside the
+    // bias, every kernel tap row (`t * k_stride`, t < taps) and every
+    // position's input row at each tap offset, and the outputs `ys`: the
+    // contract of `DepthwiseCF32` that `run` was called with guarantees
+    // this for every channel below `channels`, and `positions` never
+    // passes a vector beyond it.
     unsafe {
         let bias: [L::V; Q] =
             std::array::from_fn(|q| ld::<L, MASKED>(call.bias.add(c + q * L::W), m));
@@ -161,6 +188,8 @@ unsafe fn positions<L: Lanes, const P: usize>(
     ys: &[*mut f32; P],
     channels: usize,
 ) {
+    // SAFETY: each block covers channels below `channels` only (full
+    // vectors below `full`, then one masked vector), as `block` requires.
     unsafe {
         let full = channels / L::W * L::W;
         let mut c = 0;
@@ -193,6 +222,9 @@ unsafe fn run<L: Lanes>(
     in_stride: isize,
     out_stride: isize,
 ) {
+    // SAFETY: positions `i < len` at `in_stride`/`out_stride` are inside
+    // the input and output by the contract of `DepthwiseCF32`, which the
+    // public entry points require of their caller.
     unsafe {
         let call = Call {
             kernel,
@@ -239,6 +271,9 @@ macro_rules! entry {
             in_stride: isize,
             out_stride: isize,
         ) {
+            // SAFETY: this body is compiled with `$features`, which the
+            // entry point's caller guarantees the CPU has; the pointers
+            // are the caller's, under the contract `run` relies on.
             unsafe {
                 run::<$lanes>(
                     input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,
@@ -262,6 +297,8 @@ macro_rules! entry {
             in_stride: isize,
             out_stride: isize,
         ) {
+            // SAFETY: the caller's contract (the `# Safety` section: the
+            // CPU's features and `DepthwiseCF32`'s buffers) is `$body`'s.
             unsafe {
                 $body(
                     input, output, kernel, tap_indices, offsets, bias, channels, k_stride, len,

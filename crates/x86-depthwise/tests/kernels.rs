@@ -79,6 +79,9 @@ fn kernels_follow_the_contract() {
         }
         for (name, run) in &kernels {
             let mut out = vec![f32::NAN; out_len];
+            // SAFETY: the buffers are sized for `len` positions at these
+            // strides and every tap offset (as `expected` reads them), and
+            // `kernels` lists only the kernels this CPU runs.
             unsafe {
                 run(
                     input.as_ptr(),
