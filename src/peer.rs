@@ -148,8 +148,12 @@ fn forwarded_caller(trusted: &[u32], peer: &Peer, headers: &hyper::HeaderMap) ->
     last.trim().parse().ok().map(Caller::Addr)
 }
 
+/// Equal, in a time that does not depend on where the bytes differ (the
+/// length of the token is not secret). `subtle` keeps the compiler from
+/// turning the comparison back into an early exit.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// What a served connection holds until it ends: its place among
@@ -170,4 +174,18 @@ pub fn admit(state: &Arc<State>, slots: &Arc<Semaphore>, peer: Peer) -> Result<H
         .try_acquire_owned()
         .map_err(|_| "max-connections")?;
     Ok((permit, slot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"", b"s"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }
