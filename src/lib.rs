@@ -16,7 +16,10 @@
 //! - [`signals`]: SIGHUP asks the loader for a reload, SIGTERM/SIGINT stop,
 //!   on one thread.
 //! - [`logging`]: stderr in the foreground, syslog when daemonized (stderr
-//!   if syslog cannot be reached).
+//!   if syslog cannot be reached), written by a thread of its own from a
+//!   bounded queue, so that a log that cannot be written never holds a
+//!   request (the line is dropped and counted).
+//! - [`memory`]: the allocator's own books (jemalloc, set in `main.rs`).
 //! - [`server`]: binds the socket (removed by its guard's `Drop`), accepts
 //!   connections with the peer's credentials within `max-connections`,
 //!   serves HTTP/1.1 with hyper, drains on shutdown.
