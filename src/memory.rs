@@ -49,16 +49,16 @@ mod tests {
     #[test]
     fn a_live_allocation_is_counted_and_its_free_is_seen() {
         // The test binary links jemalloc unprefixed: it is the allocator.
-        let before = stats().expect("jemalloc keeps statistics");
-        let block = vec![1u8; 32 * 1024 * 1024];
-        let during = stats().unwrap();
-        assert!(
-            during.allocated >= before.allocated + 32 * 1024 * 1024,
-            "{before:?} {during:?}"
-        );
+        // Other tests of this binary allocate and free at the same time,
+        // so the figures are checked with room for them: the block alone
+        // is 256 MiB, far beyond what they hold.
+        const BLOCK: u64 = 256 << 20;
+        let block = std::hint::black_box(vec![1u8; BLOCK as usize]);
+        let during = stats().expect("jemalloc keeps statistics");
+        assert!(during.allocated >= BLOCK, "{during:?}");
         assert!(during.resident >= during.active && during.active >= during.allocated);
         drop(block);
         let after = stats().unwrap();
-        assert!(after.allocated < during.allocated, "{during:?} {after:?}");
+        assert!(after.allocated + BLOCK / 2 < during.allocated, "{during:?} {after:?}");
     }
 }
