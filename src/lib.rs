@@ -58,8 +58,9 @@
 //!   the 1x1 convolution with its bias and ReLU6 on the kernel of the
 //!   workspace crate `x86-pointwise`.
 //! - [`client`]: the client for applications (async and blocking): a
-//!   deadline per call, errors as values, a circuit breaker; also used by
-//!   `predict --socket`, `bench` and `health`.
+//!   deadline per call, errors as values, a circuit breaker; the workspace
+//!   crate `predictd-client`, which applications use without the daemon's
+//!   dependencies; also used by `predict --socket`, `bench` and `health`.
 //! - [`bench`]: `predictd bench`'s load and its percentiles.
 //! - [`fuzzing`]: the fuzz targets' bodies (cargo-fuzz and the stable
 //!   harness of `tests/fuzz.rs` call them).
@@ -94,7 +95,9 @@ pub mod api;
 pub mod bench;
 pub mod cache;
 pub mod cli;
-pub mod client;
+/// The client of applications, from the workspace crate `predictd-client`
+/// (no tract or image dependency: an application builds it in seconds).
+pub use predictd_client as client;
 pub mod config;
 pub mod daemon;
 pub mod error;

@@ -13,7 +13,7 @@
 //! application".
 //!
 //! ```no_run
-//! use predictd::client::Client;
+//! use predictd_client::Client;
 //! # async fn page(photo: Vec<u8>) {
 //! let client = Client::new("/run/predictd/predictd.sock")
 //!     .timeout(std::time::Duration::from_millis(500));

@@ -3,10 +3,10 @@
 //! whatever predictd does.
 //!
 //! ```sh
-//! cargo run --example app -- ./predictd.sock tests/fixtures/photos/tuxpaint-strawberry2.jpg 149 333
+//! cargo run -p predictd-client --example app -- ./predictd.sock tests/fixtures/photos/tuxpaint-strawberry2.jpg 149 333
 //! ```
 
-use predictd::client::{blocking::Client, Options};
+use predictd_client::{blocking::Client, Options};
 use std::time::{Duration, Instant};
 
 fn main() {
