@@ -18,6 +18,22 @@ fn pid_in(pidfile: &Path) -> i32 {
         .unwrap()
 }
 
+/// Starts `serve --daemon` on `config` and returns the daemon's pid once
+/// the parent has exited ready.
+fn start_daemon(config: &Path, pidfile: &Path) -> i32 {
+    let out = Command::new(BIN)
+        .args(["serve", "--daemon", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pid_in(pidfile)
+}
+
 fn alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
@@ -143,17 +159,7 @@ fn daemon_parent_reports_a_broken_model_and_fails() {
 fn second_instance_on_a_locked_pidfile_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let (config, _syslog) = daemon_config(dir.path());
-    let out = Command::new(BIN)
-        .args(["serve", "--daemon", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pid = pid_in(&dir.path().join("predictd.pid"));
+    let pid = start_daemon(&config, &dir.path().join("predictd.pid"));
     // Same pidfile, another socket.
     let out = Command::new(BIN)
         .args(["serve", "--daemon", "--config"])
@@ -351,17 +357,7 @@ fn a_syslog_that_stops_reading_costs_dropped_lines_not_requests() {
         ),
         None,
     );
-    let out = Command::new(BIN)
-        .args(["serve", "--daemon", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pid = pid_in(&dir.path().join("predictd.pid"));
+    let pid = start_daemon(&config, &dir.path().join("predictd.pid"));
     let socket = dir.path().join("predictd.sock");
     // Each request logs a line: twice the log queue's lines, so that it
     // is full well before the end.
