@@ -182,7 +182,9 @@ def main():
     errors = {k: (ref[k]["errors"], pd[k]["errors"]) for k in ("small1", "small8", "mix8", "large1", "large8")}
     cpu = open("/proc/cpuinfo").read()
     model = re.search(r"model name\s*:\s*(.*)", cpu).group(1)
-    print(f"predictd vs reference, one run, {os.cpu_count()} cores ({model}), "
+    checked = subprocess.run([binary, "check"], capture_output=True, text=True, cwd=ROOT).stdout
+    kernels = next((l.split(" ", 1)[1] for l in checked.splitlines() if l.startswith("kernels ")), "unknown")
+    print(f"predictd vs reference, one run, {os.cpu_count()} cores ({model}), kernels {kernels}, "
           f"{len(small)} small photos, {len(large)} photos of 12-16 MP, {seconds} s per load")
     print()
     print("| workload | reference | predictd | predictd / reference |")

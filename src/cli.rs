@@ -276,6 +276,7 @@ fn run(command: Command) -> Result<(), CliError> {
             let _ = crate::logging::init_stderr();
             let config = Config::load(absolute(config).as_deref())?;
             let registry = Registry::load(&config)?;
+            println!("kernels {}", crate::models::kernels());
             for m in &registry.models {
                 println!(
                     "ok {} {} {} labels, input {:?}, loaded in {:.0} ms",

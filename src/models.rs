@@ -574,6 +574,25 @@ pub fn optimized_plan(spec: &ModelConfig) -> Result<Plan, ModelError> {
     load_model(spec).map(|(plan, _, _)| plan)
 }
 
+/// The convolution kernels this machine runs, for the start-up log,
+/// `predictd check` and `benches/compare.sh`'s header: the depthwise one
+/// (`avx512f`, `avx2_fma` or `portable`) and the 1x1 one (predictd's
+/// `avx512f`, or tract's own matrix products).
+pub fn kernels() -> String {
+    let pointwise = if x86_pointwise::Pointwise::fast() {
+        "avx512f"
+    } else {
+        "tract"
+    };
+    let depthwise = match depthwise_kernel() {
+        x86_depthwise::AVX512F => "avx512f",
+        x86_depthwise::AVX2_FMA => "avx2_fma",
+        x86_depthwise::PORTABLE => "portable",
+        other => other,
+    };
+    format!("depthwise={depthwise} pointwise={pointwise}")
+}
+
 /// Names the NHWC depthwise kernel tract will run here (the first call
 /// logs it). Calling into `x86_depthwise` is also what keeps its kernels,
 /// registered with tract through `inventory`, in the binary.

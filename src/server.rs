@@ -162,9 +162,10 @@ pub async fn run(
     let mut fail_rx = Some(fail_rx);
 
     log::info!(
-        "start: pid={} socket={}",
+        "start: pid={} socket={} kernels: {}",
         std::process::id(),
-        socket_path.display()
+        socket_path.display(),
+        crate::models::kernels()
     );
     loop {
         tokio::select! {

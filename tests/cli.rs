@@ -25,6 +25,20 @@ fn check_passes_on_the_shipped_models() {
         out.contains("ok color sha256:") && out.contains("ok theme sha256:"),
         "{out}"
     );
+    // The kernels this machine runs, named (benches/compare.sh prints them).
+    let kernels = out
+        .lines()
+        .find_map(|l| l.strip_prefix("kernels "))
+        .unwrap_or_else(|| panic!("no kernels line: {out}"));
+    assert!(
+        ["depthwise=avx512f", "depthwise=avx2_fma", "depthwise=portable"]
+            .iter()
+            .any(|k| kernels.contains(k))
+            && ["pointwise=avx512f", "pointwise=tract"]
+                .iter()
+                .any(|k| kernels.contains(k)),
+        "{kernels}"
+    );
 }
 
 #[test]
