@@ -230,7 +230,9 @@ fn drop_unheld(names: &mut HashSet<Arc<str>>, evicted: &[(Arc<str>, Arc<[Held]>)
         let in_evicted = evicted
             .iter()
             .flat_map(|(_, held)| held.iter())
-            .map(|h| usize::from(Arc::ptr_eq(&h.model, n)) + usize::from(Arc::ptr_eq(&h.version, n)))
+            .map(|h| {
+                usize::from(Arc::ptr_eq(&h.model, n)) + usize::from(Arc::ptr_eq(&h.version, n))
+            })
             .sum::<usize>();
         Arc::strong_count(n) > 1 + in_evicted
     });
@@ -558,7 +560,10 @@ mod tests {
             let version = format!("sha256:{}", i / 50);
             store.record_prediction(
                 &format!("id-{i}"),
-                vec![offer("color", &version, &[0, 1]), offer("theme", &version, &[2])],
+                vec![
+                    offer("color", &version, &[0, 1]),
+                    offer("theme", &version, &[2]),
+                ],
             );
         }
         let recent = lock(&store.recent);
@@ -567,7 +572,10 @@ mod tests {
         assert_eq!(recent.names.len(), 3, "{:?}", recent.names);
         let held = &recent.offers["id-999"];
         assert!(Arc::ptr_eq(&held[0].version, &held[1].version));
-        assert!(Arc::ptr_eq(&held[0].version, &recent.offers["id-990"][0].version));
+        assert!(Arc::ptr_eq(
+            &held[0].version,
+            &recent.offers["id-990"][0].version
+        ));
         assert_eq!(held[0].offered().len(), 2);
         assert_eq!(held[1].offered()[0].label, "blue");
     }

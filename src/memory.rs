@@ -59,6 +59,9 @@ mod tests {
         assert!(during.resident >= during.active && during.active >= during.allocated);
         drop(block);
         let after = stats().unwrap();
-        assert!(after.allocated + BLOCK / 2 < during.allocated, "{during:?} {after:?}");
+        assert!(
+            after.allocated + BLOCK / 2 < during.allocated,
+            "{during:?} {after:?}"
+        );
     }
 }

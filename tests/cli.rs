@@ -31,9 +31,13 @@ fn check_passes_on_the_shipped_models() {
         .find_map(|l| l.strip_prefix("kernels "))
         .unwrap_or_else(|| panic!("no kernels line: {out}"));
     assert!(
-        ["depthwise=avx512f", "depthwise=avx2_fma", "depthwise=portable"]
-            .iter()
-            .any(|k| kernels.contains(k))
+        [
+            "depthwise=avx512f",
+            "depthwise=avx2_fma",
+            "depthwise=portable"
+        ]
+        .iter()
+        .any(|k| kernels.contains(k))
             && ["pointwise=avx512f", "pointwise=tract"]
                 .iter()
                 .any(|k| kernels.contains(k)),

@@ -370,7 +370,10 @@ fn a_syslog_that_stops_reading_costs_dropped_lines_not_requests() {
         slowest = slowest.max(started.elapsed());
     }
     // Generous for a busy machine; a blocking logger never answers at all.
-    assert!(slowest < Duration::from_secs(5), "slowest /healthz {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(5),
+        "slowest /healthz {slowest:?}"
+    );
     let r = request(
         &socket,
         "POST",
@@ -386,7 +389,10 @@ fn a_syslog_that_stops_reading_costs_dropped_lines_not_requests() {
         .unwrap_or_else(|| panic!("no dropped-lines counter:\n{metrics}"))
         .parse()
         .unwrap();
-    assert!(dropped > 0.0, "{requests} lines into a stalled syslog, none dropped?");
+    assert!(
+        dropped > 0.0,
+        "{requests} lines into a stalled syslog, none dropped?"
+    );
     // Stopping does not hang on the stalled log either.
     let started = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
