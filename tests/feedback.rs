@@ -132,7 +132,12 @@ fn feedback_errors_are_clear() {
     let coffee = photo("skimage-coffee.jpg");
     let r = d.predict("x=10&y=10&models=color", &coffee);
     let id = r.json()["id"].as_str().unwrap().to_string();
-    // Every prediction is logged with what a data scientist needs.
+    // Every prediction is logged with what a data scientist needs (by the
+    // daemon's log thread, so the line may follow the answer by a moment).
+    let needle = format!("prediction: id={id} ");
+    wait_until("the prediction's log line", 10, || {
+        d.stderr().contains(&needle)
+    });
     let log = d.stderr();
     let line = log
         .lines()
