@@ -491,10 +491,11 @@ fn only_allowed_uids_are_served_and_only_admins_reload() {
     assert_eq!(answers[0]["status"], 403, "{answers:?}");
     assert_eq!(answers[0]["code"], "forbidden");
     assert_eq!(d.get("/v1/models").status, 200);
-    assert!(
-        d.stderr().contains(&format!("uid={NOBODY}")),
-        "the log names the peer uid"
-    );
+    // The log names the peer uid (written by the logging thread, so it
+    // may follow the answer by a moment).
+    wait_until("the log line naming the peer uid", 10, || {
+        d.stderr().contains(&format!("uid={NOBODY}"))
+    });
 
     // Everyone may predict, only uid 0 may reload.
     let d = shared_daemon(&format!("allowed-uids = [0, {NOBODY}]\nadmin-uids = [0]"));

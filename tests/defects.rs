@@ -264,6 +264,10 @@ fn a_connect_flood_past_max_connections_holds_few_descriptors() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no refusal count in\n{metrics}"));
     assert!(counted >= 200.0, "{counted} refusals counted");
+    wait_until("a refusal's log line", 10, || {
+        d.stderr()
+            .contains("refused: server.max-connections reached")
+    });
     let log = d.stderr();
     let lines: Vec<&str> = log
         .lines()

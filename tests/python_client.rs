@@ -7,13 +7,20 @@
 
 mod common;
 
+use std::fs::File;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
 
 /// The suites run one at a time: the flood of one would slow the
-/// deadlines of the other.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// deadlines of the other, and both reinstall the client into the same
+/// venv. nextest runs each test in a process of its own, so the lock is a
+/// file lock (a static mutex would hold within one process only).
+fn serial() -> File {
+    let path = std::env::temp_dir().join("predictd-python-client-tests.lock");
+    let file = File::create(&path).expect("the lock file");
+    file.lock().expect("the lock");
+    file
+}
 
 fn venv_python() -> PathBuf {
     let client = common::root().join("clients/python");
@@ -49,7 +56,7 @@ fn venv_python() -> PathBuf {
 }
 
 fn run_suite(module: &str) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     let python = venv_python();
     let out = Command::new(&python)
         .args(["-m", "unittest", "-v", module])

@@ -167,6 +167,9 @@ class RestartedAndReloadedUnderLoad(unittest.TestCase):
 
         def user():
             while not done.is_set():
+                # The phase the call started in: a call begun while the
+                # daemon was still draining may end, answered, after stop().
+                started_in = phase[0]
                 t = time.monotonic()
                 try:
                     r = client.predict(jpeg, 100, 100)
@@ -174,7 +177,7 @@ class RestartedAndReloadedUnderLoad(unittest.TestCase):
                     r = Result(error=f"raised {e!r}")
                 took = time.monotonic() - t
                 with lock:
-                    outcomes.append((phase[0], r.ok, r.error, took))
+                    outcomes.append((started_in, r.ok, r.error, took))
 
         users = [threading.Thread(target=user) for _ in range(3)]
         for u in users:
@@ -210,7 +213,7 @@ class RestartedAndReloadedUnderLoad(unittest.TestCase):
         reload_failed = [o for o in count("reload") if not o[1]]
         stopped_ok = [o for o in count("stopped") if o[1]]
         after_ok = [o for o in count("after") if o[1]]
-        errors = sorted({o[2] for o in count("stopped")})
+        errors = sorted({str(o[2]) for o in count("stopped")})
         print(f"\nunder load: {len(outcomes)} calls; reload phase {len(count('reload'))} "
               f"({len(reload_failed)} without suggestions); stopped {len(count('stopped'))} "
               f"({errors}); after restart {len(after_ok)}/{len(count('after'))} with suggestions; "
