@@ -11,9 +11,9 @@
 //! out of it.
 
 use crate::config::Config;
-use crate::imaging;
-use crate::paths::ImageRoots;
-use crate::source::{Need, Source};
+use crate::image::imaging;
+use crate::image::source::{Need, Source};
+use crate::service::paths::ImageRoots;
 use bytes::Bytes;
 use http_body_util::Full;
 use std::sync::{Arc, OnceLock};
@@ -148,10 +148,10 @@ pub fn predict_request(data: &[u8]) {
     let Ok(req) = builder.body(Full::new(Bytes::copy_from_slice(body))) else {
         return;
     };
-    let parsed = w
-        .runtime
-        .block_on(crate::api::read_predict_input(&w.config, &w.roots, req));
+    let parsed = w.runtime.block_on(crate::http::router::read_predict_input(
+        &w.config, &w.roots, req,
+    ));
     if let Ok((bytes, _params)) = parsed {
-        let _ = crate::imaging::decode(&bytes, 1 << 20);
+        let _ = crate::image::imaging::decode(&bytes, 1 << 20);
     }
 }

@@ -91,34 +91,14 @@
 
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod bench;
-pub mod cache;
 pub mod cli;
 /// The client of applications, from the workspace crate `predictd-client`
 /// (no tract or image dependency: an application builds it in seconds).
 pub use predictd_client as client;
 pub mod config;
 pub mod daemon;
-pub mod error;
-pub mod feedback;
-pub mod fold;
-pub mod fused;
 pub mod fuzzing;
-pub mod imaging;
-pub mod input;
-pub mod inspect;
-pub mod logging;
-pub mod memory;
-pub mod metrics;
-pub mod models;
-pub mod onnx_import;
-pub mod paths;
-pub mod peer;
-pub mod predict;
-pub mod ratelimit;
-pub mod server;
-pub mod signals;
-pub mod source;
-pub mod state;
-pub mod tf_import;
+pub mod http;
+pub mod image;
+pub mod inference;
+pub mod service;

@@ -362,7 +362,7 @@ fn a_syslog_that_stops_reading_costs_dropped_lines_not_requests() {
     let socket = dir.path().join("predictd.sock");
     // Each request logs a line: twice the log queue's lines, so that it
     // is full well before the end.
-    let requests = 2 * predictd::logging::QUEUE_LINES;
+    let requests = 2 * predictd::daemon::logging::QUEUE_LINES;
     let mut slowest = Duration::ZERO;
     for _ in 0..requests {
         let started = Instant::now();

@@ -6,7 +6,7 @@ mod common;
 
 use common::{json_dims, max_abs_difference, read_f32};
 use predictd::config::Config;
-use predictd::models::run_raw;
+use predictd::inference::models::run_raw;
 use std::path::Path;
 
 #[test]
@@ -67,14 +67,14 @@ fn tract_matches_tensorflow_on_both_graphs() {
 
 /// Every depthwise convolution of the theme CNN is followed in the graph by a
 /// `BiasAdd`; in the plan predictd runs, that bias is the convolution's own
-/// (see `predictd::fold`), so nothing after a depthwise convolution adds.
+/// (see `predictd::inference::rewrite::fold`), so nothing after a depthwise convolution adds.
 #[test]
 fn no_depthwise_bias_or_relu6_runs_as_its_own_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut spec = Config::default().model("theme").unwrap().clone();
     spec.graph = root.join("models/themeClassifier.pb");
     spec.labels = root.join("labels/themes.txt");
-    let plan = predictd::models::optimized_plan(&spec).expect("the theme graph loads");
+    let plan = predictd::inference::models::optimized_plan(&spec).expect("the theme graph loads");
     let model = plan.model();
     let describe = |id: usize| {
         let op = model.nodes[id].op();
@@ -132,7 +132,7 @@ fn no_depthwise_bias_or_relu6_runs_as_its_own_pass() {
         } else {
             "portable_depthwise_c_f32"
         };
-        assert_eq!(predictd::models::depthwise_kernel(), best);
+        assert_eq!(predictd::inference::models::depthwise_kernel(), best);
     }
 }
 
@@ -155,10 +155,13 @@ fn the_fused_depthwise_equals_tracts_own_ops() {
             .unwrap();
         m.select_outputs_by_name([spec.output.as_str()]).unwrap();
         let mut m = m.into_typed().unwrap().into_decluttered().unwrap();
-        predictd::fold::fold_depthwise_channel_ops(&mut m).unwrap();
+        predictd::inference::rewrite::fold::fold_depthwise_channel_ops(&mut m).unwrap();
         if fuse {
-            assert_eq!(predictd::fold::fuse_depthwise_clip(&mut m).unwrap(), 16);
-            let pointwise = predictd::fold::fuse_pointwise(&mut m).unwrap();
+            assert_eq!(
+                predictd::inference::rewrite::fold::fuse_depthwise_clip(&mut m).unwrap(),
+                16
+            );
+            let pointwise = predictd::inference::rewrite::fold::fuse_pointwise(&mut m).unwrap();
             let expected = if x86_pointwise::Pointwise::fast() {
                 32
             } else {

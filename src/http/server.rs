@@ -2,11 +2,11 @@
 //! accept connections with the peer's credentials, serve HTTP/1.1 with
 //! hyper, load models, reload on demand, drain on shutdown.
 
-use crate::api;
 use crate::config::Config;
-use crate::models::ModelError;
-use crate::peer::{admit, Held, Peer};
-use crate::state::State;
+use crate::http::peer::{admit, Held, Peer};
+use crate::http::router;
+use crate::inference::models::ModelError;
+use crate::service::state::State;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -165,7 +165,7 @@ pub async fn run(
         "start: pid={} socket={} kernels: {}",
         std::process::id(),
         socket_path.display(),
-        crate::models::kernels()
+        crate::inference::models::kernels()
     );
     loop {
         tokio::select! {
@@ -243,7 +243,7 @@ fn serve_connection<I>(
 {
     let state = state.clone();
     let header_timeout = Duration::from_millis(state.config().server.request_timeout_ms);
-    let service = service_fn(move |req| api::handle(state.clone(), peer, req));
+    let service = service_fn(move |req| router::handle(state.clone(), peer, req));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -346,7 +346,7 @@ fn refuse_connection<S>(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          retry-after: 1\r\nconnection: close\r\nx-content-type-options: nosniff\r\n\
          content-security-policy: {}\r\ncontent-length: {}\r\n\r\n{body}",
-        api::CONTENT_SECURITY_POLICY,
+        router::CONTENT_SECURITY_POLICY,
         body.len()
     );
     tokio::spawn(async move {

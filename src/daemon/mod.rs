@@ -8,6 +8,10 @@
 //! inference, and exits with the code the child would have exited with in
 //! the foreground.
 
+pub mod logging;
+pub mod memory;
+pub mod signals;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};

@@ -3,7 +3,7 @@
 //! A person clicks several points on one photo, and the application sends
 //! the photo again with each point. Decoding a 12 MP JPEG is the largest
 //! part of such a request, so what the models read of it (a
-//! [`Source`](crate::source::Source): the upload and the planes decoded
+//! [`Source`](crate::image::source::Source): the upload and the planes decoded
 //! from it so far) is kept, keyed by the SHA-256 of the uploaded bytes, in
 //! a cache bounded in bytes (`image-cache-bytes`). The least recently used
 //! image goes first; an image larger than the whole bound is not kept.
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 /// The content hash an image is kept under.
 pub type Key = [u8; 32];
 
-pub struct ImageCache<V = crate::source::Source> {
+pub struct ImageCache<V = crate::image::source::Source> {
     max_bytes: u64,
     inner: Mutex<Inner<V>>,
     hits: AtomicU64,

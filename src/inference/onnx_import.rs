@@ -3,7 +3,7 @@
 //! A `graph` whose name ends in `.onnx` is read here; `layout = "nchw"`
 //! says the input is PyTorch's channels-first tensor.
 
-use crate::tf_import::UnsupportedOp;
+use crate::inference::tf_import::UnsupportedOp;
 use std::path::Path;
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
@@ -26,7 +26,7 @@ pub fn unsupported(proto: &ModelProto) -> Vec<UnsupportedOp> {
     let Some(graph) = proto.graph.as_ref() else {
         return Vec::new();
     };
-    crate::tf_import::tally_unsupported(
+    crate::inference::tf_import::tally_unsupported(
         graph
             .node
             .iter()
@@ -41,7 +41,7 @@ pub fn model(bytes: &[u8], input: &str, output: &str) -> TractResult<InferenceMo
     let proto = proto(bytes)?;
     let missing = unsupported(&proto);
     if !missing.is_empty() {
-        return Err(crate::tf_import::ImportError::Unsupported(missing).into());
+        return Err(crate::inference::tf_import::ImportError::Unsupported(missing).into());
     }
     let mut model = tract_onnx::onnx().model_for_proto_model(&proto)?;
     model.set_input_names([input])?;

@@ -2,9 +2,9 @@
 //! socket, address on TCP, or the client a trusted proxy names), who may
 //! use which route, and the per-caller limits (rate, connections).
 
-use crate::error::ApiError;
-use crate::ratelimit::{Caller, ConnectionSlot};
-use crate::state::State;
+use crate::http::error::ApiError;
+use crate::http::ratelimit::{Caller, ConnectionSlot};
+use crate::service::state::State;
 use hyper::Request;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,14 +1,16 @@
 //! The command line: parse with clap, run a subcommand, map every error to
 //! a sysexits-style exit code in one place.
 
+pub mod bench;
+
 use crate::client::{self, Client};
 use crate::config::{Config, ConfigError};
 use crate::daemon::{self, DaemonError};
-use crate::imaging::ImageError;
-use crate::models::{ModelError, Registry};
-use crate::predict::{self, Params, PredictError};
-use crate::server::{self, ServerError};
-use crate::state::{Options, State};
+use crate::http::server::{self, ServerError};
+use crate::image::imaging::ImageError;
+use crate::inference::models::{ModelError, Registry};
+use crate::service::predict::{self, Params, PredictError};
+use crate::service::state::{Options, State};
 use clap::{Parser, Subcommand};
 use hyper::{Method, StatusCode};
 use std::net::SocketAddr;
@@ -156,7 +158,7 @@ pub enum CliError {
     #[error("{0}")]
     Os(String),
     #[error(transparent)]
-    Feedback(#[from] crate::feedback::FeedbackError),
+    Feedback(#[from] crate::service::feedback::FeedbackError),
 }
 
 // sysexits.h
@@ -231,7 +233,7 @@ pub fn main() -> ExitCode {
         }
     };
     // Log lines are written by a thread of their own: let it finish.
-    crate::logging::flush();
+    crate::daemon::logging::flush();
     code
 }
 
@@ -273,10 +275,10 @@ fn run(command: Command) -> Result<(), CliError> {
             serve(options, daemon)
         }
         Command::Check { config } => {
-            let _ = crate::logging::init_stderr();
+            let _ = crate::daemon::logging::init_stderr();
             let config = Config::load(absolute(config).as_deref())?;
             let registry = Registry::load(&config)?;
-            println!("kernels {}", crate::models::kernels());
+            println!("kernels {}", crate::inference::models::kernels());
             for m in &registry.models {
                 println!(
                     "ok {} {} {} labels, input {:?}, loaded in {:.0} ms",
@@ -286,7 +288,7 @@ fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Inspect { graph } => {
-            let text = crate::inspect::report_file(&graph).map_err(|e| {
+            let text = crate::inference::inspect::report_file(&graph).map_err(|e| {
                 CliError::Model(ModelError::Load {
                     model: "inspect".into(),
                     path: graph.clone(),
@@ -337,7 +339,7 @@ fn run(command: Command) -> Result<(), CliError> {
                         path: path.clone(),
                         source,
                     })?;
-                    let (_, w, h) = crate::imaging::header_dimensions(&bytes)
+                    let (_, w, h) = crate::image::imaging::header_dimensions(&bytes)
                         .map_err(|e| CliError::Predict(path.display().to_string(), e.into()))?;
                     let query = format!("x={}&y={}", x.unwrap_or(w / 2), y.unwrap_or(h / 2));
                     inputs.push((bytes::Bytes::from(bytes), query));
@@ -347,7 +349,7 @@ fn run(command: Command) -> Result<(), CliError> {
                 } else {
                     requests
                 };
-                let report = crate::bench::bench(
+                let report = crate::cli::bench::bench(
                     Client::new(&socket).timeout(BENCH_TIMEOUT),
                     inputs,
                     concurrency,
@@ -518,7 +520,7 @@ fn serve(options: Options, as_daemon: bool) -> Result<(), CliError> {
     // Fork first: no thread and no runtime may exist before this point.
     let daemonized = if as_daemon {
         let syslog = &config.server.syslog_socket;
-        let reachable = crate::logging::syslog_reachable(syslog);
+        let reachable = crate::daemon::logging::syslog_reachable(syslog);
         if let Err(reason) = &reachable {
             eprintln!(
                 "predictd: warning: cannot log to syslog at {} ({reason}); the daemon logs to stderr instead",
@@ -530,12 +532,12 @@ fn serve(options: Options, as_daemon: bool) -> Result<(), CliError> {
                 daemon_exit_code(e).into()
             })?;
         let logging = match reachable {
-            Ok(()) => crate::logging::init_syslog(syslog).map_err(|e| e.to_string()),
+            Ok(()) => crate::daemon::logging::init_syslog(syslog).map_err(|e| e.to_string()),
             Err(reason) => Err(reason),
         };
         if let Err(reason) = logging {
             // Still serve: a missing syslog must not stop the service.
-            let _ = crate::logging::init_stderr();
+            let _ = crate::daemon::logging::init_stderr();
             log::warn!(
                 "cannot log to syslog at {}: {reason}; logging to stderr instead",
                 syslog.display()
@@ -543,7 +545,7 @@ fn serve(options: Options, as_daemon: bool) -> Result<(), CliError> {
         }
         Some((notifier, pidfile))
     } else {
-        let _ = crate::logging::init_stderr();
+        let _ = crate::daemon::logging::init_stderr();
         None
     };
     let (notifier, pidfile) = daemonized.unzip();
@@ -562,7 +564,7 @@ fn serve_in_process(
     notifier: Option<daemon::Notifier>,
 ) -> Result<(), CliError> {
     let (unix, socket_file) = server::bind_unix(&config)?;
-    let (feedback, replay) = crate::feedback::FeedbackStore::open(
+    let (feedback, replay) = crate::service::feedback::FeedbackStore::open(
         &config.server.feedback_log,
         config.server.recent_predictions,
     )?;
@@ -577,7 +579,7 @@ fn serve_in_process(
     let state = State::start(config, options, feedback)
         .map_err(|e| CliError::Os(format!("Cannot start the loader thread: {e}")))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    crate::signals::spawn(state.clone(), shutdown_tx)
+    crate::daemon::signals::spawn(state.clone(), shutdown_tx)
         .map_err(|e| CliError::Os(format!("Cannot install signal handlers: {e}")))?;
     let runtime = runtime(2)?;
     // Errors that stop the start return from `server::run` and reach the

@@ -1,10 +1,10 @@
 //! Every refusal and failure of the HTTP API, and the one mapping from an
 //! error to its status, code and JSON body (../shared/SPEC.md's table).
 
-use crate::feedback::FeedbackError;
-use crate::imaging::ImageError;
-use crate::models::ModelError;
-use crate::predict::PredictError;
+use crate::image::imaging::ImageError;
+use crate::inference::models::ModelError;
+use crate::service::feedback::FeedbackError;
+use crate::service::predict::PredictError;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -158,9 +158,9 @@ impl From<FeedbackError> for ApiError {
     }
 }
 
-impl From<crate::paths::PathError> for ApiError {
-    fn from(e: crate::paths::PathError) -> Self {
-        use crate::paths::PathError::*;
+impl From<crate::service::paths::PathError> for ApiError {
+    fn from(e: crate::service::paths::PathError) -> Self {
+        use crate::service::paths::PathError::*;
         match e {
             Disabled | Outside(_) | NotRegular(_) => ApiError::Forbidden(e.to_string()),
             Missing(_) => ApiError::NotFound(e.to_string()),

@@ -8,14 +8,14 @@
 //! never overwrite a newer reload and two reloads never interleave.
 //! Nothing here knows HTTP.
 
-use crate::cache::ImageCache;
 use crate::config::{Config, ConfigError};
-use crate::feedback::FeedbackStore;
-use crate::imaging::PixelBudget;
-use crate::metrics::Metrics;
-use crate::models::{ModelError, Registry};
-use crate::paths::ImageRoots;
-use crate::ratelimit::{ConnectionCounts, RateLimiter};
+use crate::http::ratelimit::{ConnectionCounts, RateLimiter};
+use crate::image::cache::ImageCache;
+use crate::image::imaging::PixelBudget;
+use crate::inference::models::{ModelError, Registry};
+use crate::service::feedback::FeedbackStore;
+use crate::service::metrics::Metrics;
+use crate::service::paths::ImageRoots;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;

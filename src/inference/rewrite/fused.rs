@@ -2,7 +2,7 @@
 //!
 //! tract runs the ReLU6 after a depthwise convolution as a pass of its own
 //! over the whole output (`OptBinChain(Max+Min)`). [`DepthwiseClip`]
-//! replaces the convolution and the clamp (see [`crate::fold`]): it walks the
+//! replaces the convolution and the clamp (see [`crate::inference::rewrite::fold`]): it walks the
 //! output one run of positions at a time, computes each run with the NHWC
 //! depthwise kernel of tract's registry (ours on x86-64, from
 //! `crates/x86-depthwise`), and clamps the run while it is still in the
@@ -218,7 +218,7 @@ impl TypedOp for DepthwiseClip {
 /// weights are packed once when the op is built, the activations read
 /// where they lie (tract packs them before every product), and the bias
 /// and clamp applied in registers. Put in place by
-/// [`crate::fold::fuse_pointwise`] only where that kernel runs.
+/// [`crate::inference::rewrite::fold::fuse_pointwise`] only where that kernel runs.
 #[derive(Debug, Clone)]
 pub struct PointwiseClip {
     /// Output shape (the input's, with `n` channels last; leading 1s of the

@@ -81,7 +81,7 @@ pub struct Metrics {
     pub connections_refused: Family<LimitLabels, Counter>,
     pub resident_memory: Gauge,
     pub virtual_memory: Gauge,
-    /// The allocator's own books (see [`crate::memory::Stats`]).
+    /// The allocator's own books (see [`crate::daemon::memory::Stats`]).
     pub allocator_bytes: Family<PartLabels, Gauge>,
     pub registries_alive: Gauge,
     pub workers_alive: Gauge,
@@ -356,7 +356,7 @@ impl Metrics {
         registry.register(
             "predictd_log_lines_dropped",
             "Log lines dropped because the log thread was behind (syslog or stderr not reading); logging never blocks a request",
-            crate::logging::dropped_lines().clone(),
+            crate::daemon::logging::dropped_lines().clone(),
         );
         let registries_alive = Gauge::default();
         registry.register(
@@ -406,7 +406,7 @@ impl Metrics {
             self.resident_memory.set(rss as i64);
             self.virtual_memory.set(vsz as i64);
         }
-        if let Some(a) = crate::memory::stats() {
+        if let Some(a) = crate::daemon::memory::stats() {
             for (part, bytes) in [
                 ("allocated", a.allocated),
                 ("active", a.active),
@@ -419,7 +419,7 @@ impl Metrics {
                     .set(bytes as i64);
             }
         }
-        let (sets, workers) = crate::models::alive();
+        let (sets, workers) = crate::inference::models::alive();
         self.registries_alive.set(sets as i64);
         self.workers_alive.set(workers as i64);
         let mut out = String::new();
@@ -429,7 +429,7 @@ impl Metrics {
     }
 
     /// Shows `registry`'s models (and only them) as the ones being served.
-    pub fn set_models(&self, registry: &crate::models::Registry) {
+    pub fn set_models(&self, registry: &crate::inference::models::Registry) {
         self.model_info.clear();
         self.model_load_seconds.clear();
         for m in &registry.models {

@@ -204,7 +204,7 @@ impl Decoded {
 /// Decodes `bytes` whole: format from the bytes, pixel count checked against
 /// `max_pixels` from the header first, EXIF orientation applied. JPEGs go
 /// through libjpeg-turbo (the workspace crate `jpeg-parts`), other formats through `image`.
-/// Serving reads JPEGs by parts instead ([`crate::source`]).
+/// Serving reads JPEGs by parts instead ([`crate::image::source`]).
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     let (format, width, height) = header_dimensions(bytes)?;
     if format == ImageFormat::Jpeg {
@@ -461,7 +461,7 @@ pub fn window(crop: Crop, w: u32, h: u32, px: u32, py: u32) -> Window {
 /// The window is that of the whole image (and is returned as such); it is
 /// read from the pixels `view` holds of it.
 pub fn model_input(
-    view: &crate::source::View,
+    view: &crate::image::source::View,
     spec: &ModelConfig,
     px: u32,
     py: u32,
@@ -748,7 +748,7 @@ mod tests {
         let mut spec = crate::config::Config::default().models[1].clone();
         spec.input_width = 4;
         spec.input_height = 3;
-        let view = crate::source::View::whole(std::sync::Arc::new(img));
+        let view = crate::image::source::View::whole(std::sync::Arc::new(img));
         let (_, data) = model_input(&view, &spec, 10, 10);
         assert_eq!(data.len(), 4 * 3 * 3);
         assert_eq!(&data[..3], &[1.0, 0.0, -127.0 / 128.0]);

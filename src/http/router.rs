@@ -1,19 +1,19 @@
 //! HTTP routes: one table turns a request into a typed action; a handler
 //! per route; one record per request (metrics and the log line).
 //!
-//! Who may call is [`crate::peer`]'s, reading the input
-//! [`crate::input`]'s, the error mapping [`crate::error`]'s, and what is
-//! served [`crate::state`]'s: nothing here knows tract.
+//! Who may call is [`crate::http::peer`]'s, reading the input
+//! [`crate::http::input`]'s, the error mapping [`crate::http::error`]'s, and what is
+//! served [`crate::service::state`]'s: nothing here knows tract.
 
-pub use crate::error::{json_response, ApiError, Body};
-use crate::input::drain_small_body;
-use crate::input::read_body;
-pub use crate::input::{read_predict_input, RequestBody};
-use crate::models::ModelError;
-pub use crate::peer::Peer;
-use crate::peer::{authorize, rate_limit, Access};
-use crate::predict::{self, PredictError};
-pub use crate::state::State;
+pub use crate::http::error::{json_response, ApiError, Body};
+use crate::http::input::drain_small_body;
+use crate::http::input::read_body;
+pub use crate::http::input::{read_predict_input, RequestBody};
+pub use crate::http::peer::Peer;
+use crate::http::peer::{authorize, rate_limit, Access};
+use crate::inference::models::ModelError;
+use crate::service::predict::{self, PredictError};
+pub use crate::service::state::State;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;

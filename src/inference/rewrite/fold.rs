@@ -307,7 +307,7 @@ mod tests {
 
 /// Replaces every depthwise convolution followed only by a clamp (`Max`
 /// with a constant, then `Min` with a constant, or the other way round: a
-/// TensorFlow ReLU6) by one [`crate::fused::DepthwiseClip`]; returns how
+/// TensorFlow ReLU6) by one [`crate::inference::rewrite::fused::DepthwiseClip`]; returns how
 /// many. Run after [`fold_depthwise_channel_ops`], so the bias is already
 /// the convolution's own.
 pub fn fuse_depthwise_clip(model: &mut TypedModel) -> TractResult<usize> {
@@ -421,7 +421,7 @@ fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     else {
         return Ok(None);
     };
-    let op = crate::fused::DepthwiseClip {
+    let op = crate::inference::rewrite::fused::DepthwiseClip {
         input_shape,
         kernel_h: kh,
         kernel_w: kw,
@@ -450,7 +450,7 @@ fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
 /// Replaces every 1x1 convolution over channel-inner data with constant
 /// weights (tract's `EinSum` `HWI,OI->HWO`, with or without a batch axis of
 /// 1), with the constant per-channel `Add` (its bias) and the clamp that
-/// follow it if they do, by one [`crate::fused::PointwiseClip`]; returns
+/// follow it if they do, by one [`crate::inference::rewrite::fused::PointwiseClip`]; returns
 /// how many. Only where `x86_pointwise`'s AVX-512F kernel runs: elsewhere
 /// tract's own matrix products are the faster path, and nothing changes.
 pub fn fuse_pointwise(model: &mut TypedModel) -> TractResult<usize> {
@@ -536,7 +536,7 @@ fn pointwise_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModel
         .iter()
         .copied()
         .collect();
-    let op = crate::fused::PointwiseClip {
+    let op = crate::inference::rewrite::fused::PointwiseClip {
         output_shape: out_shape.to_vec(),
         low,
         high,

@@ -1,7 +1,7 @@
 //! Signals, handled on one named thread: SIGHUP reloads, SIGTERM and
 //! SIGINT start a graceful stop.
 
-use crate::state::State;
+use crate::service::state::State;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::sync::Arc;

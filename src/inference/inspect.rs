@@ -10,7 +10,7 @@
 //! normalization are read from the graph's own resize and `Sub`/`Mul`
 //! constants.
 
-use crate::tf_import::{self, node_name, UnsupportedOp};
+use crate::inference::tf_import::{self, node_name, UnsupportedOp};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::Path;
@@ -437,8 +437,9 @@ pub fn report_file(path: &Path) -> Result<String, String> {
     // a config file that may live anywhere.
     let absolute = path.canonicalize().unwrap_or_else(|_| path.to_owned());
     let path = absolute.as_path();
-    if crate::onnx_import::is_onnx(path) {
-        let proto = crate::onnx_import::proto(&bytes).map_err(|e| format!("not ONNX: {e:#}"))?;
+    if crate::inference::onnx_import::is_onnx(path) {
+        let proto =
+            crate::inference::onnx_import::proto(&bytes).map_err(|e| format!("not ONNX: {e:#}"))?;
         return Ok(onnx_report(path, &proto));
     }
     let graph = tract_tensorflow::tensorflow()
@@ -515,7 +516,7 @@ fn onnx_report(path: &Path, proto: &tract_onnx::pb::ModelProto) -> String {
     for (op, n) in ops {
         let _ = writeln!(out, "#   {n:6} {op}");
     }
-    let missing = crate::onnx_import::unsupported(proto);
+    let missing = crate::inference::onnx_import::unsupported(proto);
     if missing.is_empty() {
         let _ = writeln!(out, "# every op is supported");
     } else {

@@ -3,9 +3,9 @@
 //! fields, JSON), parsed by one parser.
 
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::paths::ImageRoots;
-use crate::predict::Params;
+use crate::http::error::ApiError;
+use crate::service::paths::ImageRoots;
+use crate::service::predict::Params;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};

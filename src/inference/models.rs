@@ -11,8 +11,8 @@
 //! inference ever runs on the async runtime.
 
 use crate::config::{Config, Layout, ModelConfig};
-use crate::imaging::{self, Window};
-use crate::source::View;
+use crate::image::imaging::{self, Window};
+use crate::image::source::View;
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -537,25 +537,25 @@ fn load_model(spec: &ModelConfig) -> Result<(Plan, ModelInfo, Vec<String>), Mode
 /// alive at once.
 fn build_plan(bytes: Vec<u8>, spec: &ModelConfig) -> TractResult<Plan> {
     depthwise_kernel();
-    let mut model = if crate::onnx_import::is_onnx(&spec.graph) {
-        crate::onnx_import::model(&bytes, &spec.input, &spec.output)?
+    let mut model = if crate::inference::onnx_import::is_onnx(&spec.graph) {
+        crate::inference::onnx_import::model(&bytes, &spec.input, &spec.output)?
     } else {
-        let tf = crate::tf_import::framework();
+        let tf = crate::inference::tf_import::framework();
         let mut graph = tf.read_frozen_model(&mut &bytes[..])?;
         drop(bytes);
-        crate::tf_import::prepare(&mut graph, &tf, &spec.input, &spec.output)?;
+        crate::inference::tf_import::prepare(&mut graph, &tf, &spec.input, &spec.output)?;
         let mut model = tf.model_for_proto_model(&graph)?;
         drop(graph);
-        model.set_input_names([crate::tf_import::node_name(&spec.input)])?;
-        model.select_outputs_by_name([crate::tf_import::node_name(&spec.output)])?;
+        model.set_input_names([crate::inference::tf_import::node_name(&spec.input)])?;
+        model.select_outputs_by_name([crate::inference::tf_import::node_name(&spec.output)])?;
         model
     };
     model.set_input_fact(0, f32::fact(fed_shape(spec)).into())?;
     let mut model = model.into_typed()?;
-    let declutter = crate::tf_import::declutter(&mut model)?;
-    let folded = crate::fold::fold_depthwise_channel_ops(&mut model)?;
-    let fused = crate::fold::fuse_depthwise_clip(&mut model)?;
-    let pointwise = crate::fold::fuse_pointwise(&mut model)?;
+    let declutter = crate::inference::tf_import::declutter(&mut model)?;
+    let folded = crate::inference::rewrite::fold::fold_depthwise_channel_ops(&mut model)?;
+    let fused = crate::inference::rewrite::fold::fuse_depthwise_clip(&mut model)?;
+    let pointwise = crate::inference::rewrite::fold::fuse_pointwise(&mut model)?;
     log::debug!(
         "model {}: {folded} per-channel operations folded into depthwise convolutions, \
          {fused} clamps fused with theirs, {pointwise} 1x1 convolutions on the AVX-512F kernel",

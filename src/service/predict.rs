@@ -4,9 +4,9 @@
 //! Both `POST /v1/predict` and `predictd predict --config` run this, so the
 //! command line exercises exactly the path the daemon serves.
 
-use crate::imaging::{self, ImageError, Window};
-use crate::models::{top_labels, ModelError, Registry};
-use crate::source::{Need, Source};
+use crate::image::imaging::{self, ImageError, Window};
+use crate::image::source::{Need, Source};
+use crate::inference::models::{top_labels, ModelError, Registry};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -140,7 +140,7 @@ pub struct Prediction {
     pub timing_ms: BTreeMap<String, f64>,
     /// What each model offered, kept for feedback bookkeeping, not sent.
     #[serde(skip)]
-    pub offers: Vec<crate::feedback::Offer>,
+    pub offers: Vec<crate::service::feedback::Offer>,
     /// Whether the decoded image came from the cache (`None`: no cache).
     #[serde(skip)]
     pub cache_hit: Option<bool>,
@@ -217,7 +217,7 @@ pub async fn predict(
     params: &Params,
     max_pixels: u64,
     budget: Option<&imaging::PixelBudget>,
-    cache: Option<&crate::cache::ImageCache>,
+    cache: Option<&crate::image::cache::ImageCache>,
 ) -> Result<Prediction, PredictError> {
     let started = Instant::now();
     // Resolve the model names before spending time on decoding.
@@ -231,7 +231,7 @@ pub async fn predict(
                     .ok_or_else(|| PredictError::UnknownModel(name.clone()))?;
                 if !chosen
                     .iter()
-                    .any(|c: &Arc<crate::models::Model>| Arc::ptr_eq(c, m))
+                    .any(|c: &Arc<crate::inference::models::Model>| Arc::ptr_eq(c, m))
                 {
                     chosen.push(m.clone());
                 }
@@ -245,7 +245,7 @@ pub async fn predict(
     let key = match cache {
         Some(_) => {
             let b = bytes.clone();
-            Some(blocking(move || crate::cache::key(&b)).await?)
+            Some(blocking(move || crate::image::cache::key(&b)).await?)
         }
         None => None,
     };
@@ -360,11 +360,11 @@ pub async fn predict(
             })
             .collect();
         out.predictions.insert(name.clone(), shown);
-        out.offers.push(crate::feedback::Offer {
+        out.offers.push(crate::service::feedback::Offer {
             model: name.clone(),
             version: m.info.version.clone(),
             labels: m.labels.clone(),
-            top: top_indices(&inference.probabilities, crate::feedback::OFFERED),
+            top: top_indices(&inference.probabilities, crate::service::feedback::OFFERED),
         });
         out.models.insert(name.clone(), m.info.version.clone());
         out.crops.insert(name.clone(), inference.window);
@@ -385,7 +385,7 @@ mod tests {
             .unwrap_err();
         let reason = panic_reason(died);
         assert_eq!(reason, "panic: bad huffman table");
-        let e: crate::error::ApiError = PredictError::Internal(reason).into();
+        let e: crate::http::error::ApiError = PredictError::Internal(reason).into();
         assert_eq!(
             e.status_and_code(),
             (hyper::StatusCode::INTERNAL_SERVER_ERROR, "internal")

@@ -1,0 +1,10 @@
+//! The HTTP front end: the socket, the routes, reading requests and
+//! mapping every refusal to its answer. Nothing below this layer knows
+//! HTTP.
+
+pub mod error;
+pub mod input;
+pub mod peer;
+pub mod ratelimit;
+pub mod router;
+pub mod server;

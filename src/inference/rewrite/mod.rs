@@ -1,0 +1,5 @@
+//! The graph rewrites applied to every loaded graph, and the fused
+//! operators they put in.
+
+pub mod fold;
+pub mod fused;
