@@ -1,6 +1,6 @@
 //! Loads a frozen graph with tract-tensorflow alone (none of predictd's
 //! rewrites; only FusedBatchNormV3 named as FusedBatchNorm) and optimizes it, as an upstream report would: the minimal
-//! reproduction of a tract failure (README, "Graphs users bring").
+//! reproduction of a tract failure (docs/configuration.md, "Graphs users bring").
 //!
 //!     cargo run --example tract_repro -- GRAPH.pb INPUT OUTPUT H W
 use tract_tensorflow::prelude::*;

@@ -41,7 +41,7 @@ files = {}
 def add(name, data, status, code, why, query="x=1&y=1", content_type="image/jpeg",
         file=None, mode="raw", gap=None):
     """gap: (status, code, why) the daemon answers today instead, a known
-    gap listed in the README; tests/corpus.rs accepts exactly that answer
+    gap listed in docs/not-done-yet.md; tests/corpus.rs accepts exactly that answer
     and fails once the gap is closed, so the case gets updated."""
     assert (status == 200) == (code == ""), name
     assert all(c["name"] != name for c in cases), f"duplicate case {name}"
@@ -728,7 +728,7 @@ def main():
         "A complete deflate stream whose Adler-32 checksum is wrong (chunk CRC valid).",
         content_type="image/png",
         gap=(200, "", "the png crate skips the zlib Adler-32 check and image gives no way to turn "
-             "it on; the chunk CRC is checked (README, Not done yet)"))
+             "it on; the chunk CRC is checked (docs/not-done-yet.md)"))
 
     js = jpeg_scan_start(jpeg_small)
     body = bytearray()
@@ -738,7 +738,7 @@ def main():
     add("jpeg-garbage-huffman", jpeg_small[:js] + bytes(body) + b"\xff\xd9", 422, "invalid_image",
         "Valid headers, then random bytes as entropy-coded data: the scan does not decode.",
         gap=(200, "", "these random bytes happen to form valid codes for every block; the bytes "
-             "left over before the end marker are not checked yet (README, Not done yet)"))
+             "left over before the end marker are not checked yet (docs/not-done-yet.md)"))
     add("jpeg-all-ones-huffman", jpeg_small[:js] + b"\xff\x00" * 64 + b"\xff\xd9", 422,
         "invalid_image", "A scan of all one bits: no Huffman code of these tables is all ones.")
     no_sof = b"".join(jpeg_small[off:off + n] for m, off, n in jpeg_segments(jpeg_small)
@@ -762,7 +762,7 @@ def main():
         ("x=-1&y=0", 422, "point_out_of_bounds", "A negative x is outside the image."),
         ("x=0&y=-1", 422, "point_out_of_bounds", "A negative y is outside the image."),
         ("x=-0.5&y=10", 422, "point_out_of_bounds", "-0.5 floors to -1: outside."),
-        ("x=10.5&y=10.5", 200, "", "Fractions inside the image are floored to a pixel (README)."),
+        ("x=10.5&y=10.5", 200, "", "Fractions inside the image are floored to a pixel (docs/http-api.md)."),
         (f"x={w - 0.5}&y={h - 0.01}", 200, "", "Just under width and height floors to the last pixel."),
         (f"x={w}.0&y=0", 422, "point_out_of_bounds", "258.0 is the width: outside."),
         ("x=1e1&y=2E1", 200, "", "Exponent notation is a number."),
@@ -783,7 +783,7 @@ def main():
         ("", 400, "bad_request", "No query string at all: x and y are required."),
         ("x=10&y=10&top=0", 400, "bad_request", "top must be at least 1."),
         ("x=10&y=10&top=-1", 400, "bad_request", "A negative top."),
-        ("x=10&y=10&top=1001", 400, "bad_request", "top over 1000 (README: 1 to 1000)."),
+        ("x=10&y=10&top=1001", 400, "bad_request", "top over 1000 (docs/http-api.md: 1 to 1000)."),
         ("x=10&y=10&top=abc", 400, "bad_request", "top is not a number."),
         ("x=10&y=10&top=2.5", 400, "bad_request", "top is a count: no fractions."),
         ("x=10&y=10&top=", 400, "bad_request", "An empty top is a malformed parameter."),
@@ -801,7 +801,7 @@ def main():
     # -- Content-Type does not decide ---------------------------------------
     for ct, why in (("image/png", "A JPEG labelled PNG: the bytes decide."),
                     ("application/octet-stream", "The generic label of raw bytes."),
-                    ("application/x-www-form-urlencoded", "curl --data-binary's default label (README)."),
+                    ("application/x-www-form-urlencoded", "curl --data-binary's default label (docs/http-api.md)."),
                     ("", "No Content-Type at all: the bytes decide.")):
         add(f"photo labelled {ct or '(none)'}", photo, 200, "", why, "x=10&y=10", ct, file="photo.bin")
 
@@ -849,7 +849,7 @@ def main():
     add_form("form-image-first", [file_field(photo), field("y", 200), field("x", 257)], 200, "",
              "Field order does not matter; the bottom-right pixel.")
     add_form("form-xy-in-query", [file_field(photo)], 200, "",
-             "Only the image in the form, x and y in the query string (README).", "x=10&y=20")
+             "Only the image in the form, x and y in the query string (docs/http-api.md).", "x=10&y=20")
     add_form("form-extra-field", [field("note", "hi"), *small_good], 200, "",
              "Unknown fields are ignored, as HTML forms send extras.")
     add_form("form-image-no-content-type", [field("x", 1), field("y", 1),
