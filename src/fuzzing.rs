@@ -11,7 +11,7 @@
 //! out of it.
 
 use crate::config::Config;
-use crate::image::imaging;
+use crate::image as imaging;
 use crate::image::source::{Need, Source};
 use crate::service::paths::ImageRoots;
 use bytes::Bytes;
@@ -152,6 +152,6 @@ pub fn predict_request(data: &[u8]) {
         &w.config, &w.roots, req,
     ));
     if let Ok((bytes, _params)) = parsed {
-        let _ = crate::image::imaging::decode(&bytes, 1 << 20);
+        let _ = crate::image::decode(&bytes, 1 << 20);
     }
 }

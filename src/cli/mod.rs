@@ -7,7 +7,7 @@ use crate::client::{self, Client};
 use crate::config::{Config, ConfigError};
 use crate::daemon::{self, DaemonError};
 use crate::http::server::{self, ServerError};
-use crate::image::imaging::ImageError;
+use crate::image::ImageError;
 use crate::inference::models::{ModelError, Registry};
 use crate::service::predict::{self, Params, PredictError};
 use crate::service::state::{Options, State};
@@ -339,7 +339,7 @@ fn run(command: Command) -> Result<(), CliError> {
                         path: path.clone(),
                         source,
                     })?;
-                    let (_, w, h) = crate::image::imaging::header_dimensions(&bytes)
+                    let (_, w, h) = crate::image::header_dimensions(&bytes)
                         .map_err(|e| CliError::Predict(path.display().to_string(), e.into()))?;
                     let query = format!("x={}&y={}", x.unwrap_or(w / 2), y.unwrap_or(h / 2));
                     inputs.push((bytes::Bytes::from(bytes), query));

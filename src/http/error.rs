@@ -1,7 +1,7 @@
 //! Every refusal and failure of the HTTP API, and the one mapping from an
 //! error to its status, code and JSON body (../shared/SPEC.md's table).
 
-use crate::image::imaging::ImageError;
+use crate::image::ImageError;
 use crate::inference::models::ModelError;
 use crate::service::feedback::FeedbackError;
 use crate::service::predict::PredictError;

@@ -23,7 +23,7 @@
 //! so a file that does not decode is refused however small the windows.
 
 use crate::config::ModelConfig;
-use crate::image::imaging::{self, ImageError, Window};
+use crate::image::{self as imaging, ImageError, Window};
 use image::metadata::Orientation;
 use image::{ImageFormat, RgbImage};
 use jpeg_parts as jpeg;

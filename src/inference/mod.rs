@@ -4,5 +4,6 @@
 pub mod inspect;
 pub mod models;
 pub mod onnx_import;
+pub mod preprocess;
 pub mod rewrite;
 pub mod tf_import;

@@ -11,8 +11,9 @@
 //! inference ever runs on the async runtime.
 
 use crate::config::{Config, Layout, ModelConfig};
-use crate::image::imaging::{self, Window};
 use crate::image::source::View;
+use crate::image::Window;
+use crate::inference::preprocess;
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -382,7 +383,7 @@ fn work(
         }
         let queued = job.queued_at.elapsed();
         let started = Instant::now();
-        let (window, data) = imaging::model_input(&job.view, &spec, job.x, job.y);
+        let (window, data) = preprocess::model_input(&job.view, &spec, job.x, job.y);
         let preprocess = started.elapsed();
         let alone = busy.fetch_add(1, Ordering::SeqCst) == 0 && jobs.is_empty();
         let executor = if alone {

@@ -4,8 +4,8 @@
 //! Both `POST /v1/predict` and `predictd predict --config` run this, so the
 //! command line exercises exactly the path the daemon serves.
 
-use crate::image::imaging::{self, ImageError, Window};
 use crate::image::source::{Need, Source};
+use crate::image::{self as imaging, ImageError, Window};
 use crate::inference::models::{top_labels, ModelError, Registry};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -11,7 +11,7 @@
 use crate::config::{Config, ConfigError};
 use crate::http::ratelimit::{ConnectionCounts, RateLimiter};
 use crate::image::cache::ImageCache;
-use crate::image::imaging::PixelBudget;
+use crate::image::PixelBudget;
 use crate::inference::models::{ModelError, Registry};
 use crate::service::feedback::FeedbackStore;
 use crate::service::metrics::Metrics;
