@@ -9,7 +9,7 @@
 //! theme model's).
 
 use predictd::config::Config;
-use predictd::inference::models::run_raw_timed;
+use predictd::inference::run_raw_timed;
 use std::path::PathBuf;
 
 fn main() {

@@ -13,7 +13,7 @@
 //! environment (`PROFILE_INPUT`, `PROFILE_OUTPUT`).
 
 use predictd::config::Config;
-use predictd::inference::models::{executor_for, optimized_plan, run_on};
+use predictd::inference::{executor_for, optimized_plan, run_on};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -90,7 +90,7 @@ fn main() {
     let mut rows: Vec<_> = kinds.into_iter().filter(|(_, (_, ms))| *ms > 0.0).collect();
     rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
     let mean = total / runs_f;
-    let kernel = predictd::inference::models::depthwise_kernel();
+    let kernel = predictd::inference::depthwise_kernel();
     println!(
         "{} at {size}x{size}, {threads} thread(s), mean of {runs} runs: {mean:.2} ms per inference \
          (depthwise kernel: {kernel})",

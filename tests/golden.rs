@@ -6,7 +6,7 @@ mod common;
 
 use common::{json_dims, max_abs_difference, read_f32};
 use predictd::config::Config;
-use predictd::inference::models::run_raw;
+use predictd::inference::run_raw;
 use std::path::Path;
 
 #[test]
@@ -74,7 +74,7 @@ fn no_depthwise_bias_or_relu6_runs_as_its_own_pass() {
     let mut spec = Config::default().model("theme").unwrap().clone();
     spec.graph = root.join("models/themeClassifier.pb");
     spec.labels = root.join("labels/themes.txt");
-    let plan = predictd::inference::models::optimized_plan(&spec).expect("the theme graph loads");
+    let plan = predictd::inference::optimized_plan(&spec).expect("the theme graph loads");
     let model = plan.model();
     let describe = |id: usize| {
         let op = model.nodes[id].op();
@@ -132,7 +132,7 @@ fn no_depthwise_bias_or_relu6_runs_as_its_own_pass() {
         } else {
             "portable_depthwise_c_f32"
         };
-        assert_eq!(predictd::inference::models::depthwise_kernel(), best);
+        assert_eq!(predictd::inference::depthwise_kernel(), best);
     }
 }
 

@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use predictd::config::{Config, Crop, Layout, ModelConfig};
-use predictd::inference::models::run_raw;
+use predictd::inference::run_raw;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

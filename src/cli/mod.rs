@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigError};
 use crate::daemon::{self, DaemonError};
 use crate::http::server::{self, ServerError};
 use crate::image::ImageError;
-use crate::inference::models::{ModelError, Registry};
+use crate::inference::{ModelError, Registry};
 use crate::service::predict::{self, Params, PredictError};
 use crate::service::state::{Options, State};
 use clap::{Parser, Subcommand};
@@ -278,7 +278,7 @@ fn run(command: Command) -> Result<(), CliError> {
             let _ = crate::daemon::logging::init_stderr();
             let config = Config::load(absolute(config).as_deref())?;
             let registry = Registry::load(&config)?;
-            println!("kernels {}", crate::inference::models::kernels());
+            println!("kernels {}", crate::inference::kernels());
             for m in &registry.models {
                 println!(
                     "ok {} {} {} labels, input {:?}, loaded in {:.0} ms",

@@ -2,7 +2,7 @@
 //! error to its status, code and JSON body (../shared/SPEC.md's table).
 
 use crate::image::ImageError;
-use crate::inference::models::ModelError;
+use crate::inference::ModelError;
 use crate::service::feedback::FeedbackError;
 use crate::service::predict::PredictError;
 use bytes::Bytes;

@@ -27,6 +27,16 @@ struct Bucket {
     updated: Instant,
 }
 
+// Hand-written, not `governor`'s keyed limiter (issue 19 item 9). A
+// governor `Quota` is fixed when the limiter is built, but rate and burst
+// are read here on every check so that a reload applies them at once: on
+// governor that needs a wrapper which rebuilds the limiter when they change
+// (about as long as the bucket arithmetic below), and each rebuild forgets
+// every bucket, so a caller that had emptied its own gets a whole new burst
+// (test `a_reload_applies_at_once_without_refilling`). governor also adds
+// 18 crates to the build (dashmap, quanta, rand...; 9 with only "std"), to
+// save well under a microsecond per request: measured, a check takes 92 ns
+// here and 52 ns on governor on one thread, 132 and 72 ns on two.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     buckets: Mutex<HashMap<Caller, Bucket>>,
@@ -181,6 +191,24 @@ mod tests {
         let t1 = t0 + Duration::from_millis(500);
         assert!(l.check_at(a, 2, 3, t1).is_ok());
         assert!(l.check_at(a, 2, 3, t1).is_err());
+    }
+
+    #[test]
+    fn a_reload_applies_at_once_without_refilling() {
+        let l = RateLimiter::new();
+        let t0 = Instant::now();
+        let a = Caller::Uid(1000);
+        for _ in 0..3 {
+            assert!(l.check_at(a, 2, 3, t0).is_ok());
+        }
+        // A reload raises rate and burst: the new rate sets the wait at
+        // once, and the emptied bucket stays empty.
+        let wait = l.check_at(a, 4, 10, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.25).abs() < 1e-9, "{wait:?}");
+        let t1 = t0 + Duration::from_millis(500);
+        assert!(l.check_at(a, 4, 10, t1).is_ok());
+        assert!(l.check_at(a, 4, 10, t1).is_ok());
+        assert!(l.check_at(a, 4, 10, t1).is_err());
     }
 
     #[test]

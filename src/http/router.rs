@@ -11,7 +11,7 @@ use crate::http::input::read_body;
 pub use crate::http::input::{read_predict_input, RequestBody};
 pub use crate::http::peer::Peer;
 use crate::http::peer::{authorize, rate_limit, Access};
-use crate::inference::models::ModelError;
+use crate::inference::ModelError;
 use crate::service::predict::{self, PredictError};
 pub use crate::service::state::State;
 use bytes::Bytes;

@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::http::peer::{admit, Held, Peer};
 use crate::http::router;
-use crate::inference::models::ModelError;
+use crate::inference::ModelError;
 use crate::service::state::State;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -165,7 +165,7 @@ pub async fn run(
         "start: pid={} socket={} kernels: {}",
         std::process::id(),
         socket_path.display(),
-        crate::inference::models::kernels()
+        crate::inference::kernels()
     );
     loop {
         tokio::select! {

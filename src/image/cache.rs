@@ -18,6 +18,23 @@ use std::sync::{Arc, Mutex};
 /// The content hash an image is kept under.
 pub type Key = [u8; 32];
 
+// Hand-written, not `moka` or `quick_cache` (issue 19 item 9): both weigh
+// entries, but neither evicts the least recently used, and what they do
+// instead loses the very clicks this cache is for. Measured with 5 MB
+// photos in 64 MiB:
+// - moka's TinyLFU admission refuses a new photo when the entry it would
+//   evict was used more often: a person clicking 4 points on each of 40
+//   photos in turn missed 103 of 160 times (here: 40). Its eviction waits
+//   for pending tasks: without `run_pending_tasks` after every call it held
+//   145 MB under the 64 MiB bound, and `weighted_size` (the /metrics
+//   gauge) lagged behind.
+// - quick_cache (Clock-PRO, one shard) puts a new entry in a cold queue of
+//   3% of the bound (2 MB, less than one photo) once the cache is full, so
+//   the next new photo pushes it out: comparing two new photos A, B, A, B
+//   hit 0 times (here: 2; test `a_new_photo_is_kept_over_often_used_ones`).
+// Both also fail the eviction order of the test below. The lock and the
+// linear search of `order` cost 123 ns a get and insert with 13 entries
+// (quick_cache: 83 ns), next to milliseconds of hashing and decoding.
 pub struct ImageCache<V = crate::image::source::Source> {
     max_bytes: u64,
     inner: Mutex<Inner<V>>,
@@ -164,6 +181,24 @@ mod tests {
         put(&cache, d, image(10, 10, 9));
         assert_eq!(cache.stats().bytes, 900);
         assert_eq!(cache.get(&d).unwrap().get_pixel(0, 0).0, [9, 9, 9]);
+    }
+
+    #[test]
+    fn a_new_photo_is_kept_over_often_used_ones() {
+        // full of three photos clicked often, then two new ones in turn
+        let cache = ImageCache::<RgbImage>::new(900);
+        for v in 1..=3 {
+            put(&cache, [v; 32], image(10, 10, v));
+            for _ in 0..5 {
+                assert!(cache.get(&[v; 32]).is_some());
+            }
+        }
+        put(&cache, [4; 32], image(10, 10, 4));
+        put(&cache, [5; 32], image(10, 10, 5));
+        assert!(cache.get(&[4; 32]).is_some(), "the first new photo is kept");
+        assert!(cache.get(&[5; 32]).is_some());
+        assert!(cache.get(&[3; 32]).is_some());
+        assert!(cache.get(&[1; 32]).is_none() && cache.get(&[2; 32]).is_none());
     }
 
     #[test]

@@ -419,7 +419,7 @@ impl Metrics {
                     .set(bytes as i64);
             }
         }
-        let (sets, workers) = crate::inference::models::alive();
+        let (sets, workers) = crate::inference::alive();
         self.registries_alive.set(sets as i64);
         self.workers_alive.set(workers as i64);
         let mut out = String::new();
@@ -429,7 +429,7 @@ impl Metrics {
     }
 
     /// Shows `registry`'s models (and only them) as the ones being served.
-    pub fn set_models(&self, registry: &crate::inference::models::Registry) {
+    pub fn set_models(&self, registry: &crate::inference::Registry) {
         self.model_info.clear();
         self.model_load_seconds.clear();
         for m in &registry.models {

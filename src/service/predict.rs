@@ -6,7 +6,7 @@
 
 use crate::image::source::{Need, Source};
 use crate::image::{self as imaging, ImageError, Window};
-use crate::inference::models::{top_labels, ModelError, Registry};
+use crate::inference::{top_labels, ModelError, Registry};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -231,7 +231,7 @@ pub async fn predict(
                     .ok_or_else(|| PredictError::UnknownModel(name.clone()))?;
                 if !chosen
                     .iter()
-                    .any(|c: &Arc<crate::inference::models::Model>| Arc::ptr_eq(c, m))
+                    .any(|c: &Arc<crate::inference::Model>| Arc::ptr_eq(c, m))
                 {
                     chosen.push(m.clone());
                 }

@@ -12,7 +12,7 @@ use crate::config::{Config, ConfigError};
 use crate::http::ratelimit::{ConnectionCounts, RateLimiter};
 use crate::image::cache::ImageCache;
 use crate::image::PixelBudget;
-use crate::inference::models::{ModelError, Registry};
+use crate::inference::{ModelError, Registry};
 use crate::service::feedback::FeedbackStore;
 use crate::service::metrics::Metrics;
 use crate::service::paths::ImageRoots;
