@@ -148,7 +148,7 @@ pub fn predict_request(data: &[u8]) {
     let Ok(req) = builder.body(Full::new(Bytes::copy_from_slice(body))) else {
         return;
     };
-    let parsed = w.runtime.block_on(crate::http::router::read_predict_input(
+    let parsed = w.runtime.block_on(crate::http::input::read_predict_input(
         &w.config, &w.roots, req,
     ));
     if let Ok((bytes, _params)) = parsed {

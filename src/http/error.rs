@@ -1,13 +1,17 @@
 //! Every refusal and failure of the HTTP API, and the one mapping from an
-//! error to its status, code and JSON body (../shared/SPEC.md's table).
+//! error to its status, code and JSON body (../shared/SPEC.md's table);
+//! also the headers every answer carries. A connection refused before
+//! hyper serves it gets the same answer, written by [`ApiError::into_http1`].
 
+use crate::http::peer::ConnectionLimit;
 use crate::image::ImageError;
 use crate::inference::ModelError;
 use crate::service::feedback::FeedbackError;
 use crate::service::predict::PredictError;
+use crate::service::state::ReloadError;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use std::time::Duration;
 
@@ -44,10 +48,16 @@ pub enum ApiError {
     RateLimited(Duration),
     #[error("{0}")]
     Overloaded(String),
+    /// A new connection past a connection limit (answered before hyper
+    /// serves it, and the connection closed).
+    #[error("{}", .0.message())]
+    ConnectionsFull(ConnectionLimit),
     #[error("Models are not loaded yet")]
     NotReady,
     #[error("Request not answered within {0} ms")]
     Timeout(u64),
+    #[error("Reload failed, still serving the old models: {0}")]
+    ReloadFailed(#[from] ReloadError),
     #[error("{0}")]
     Internal(String),
 }
@@ -69,10 +79,10 @@ impl ApiError {
             InvalidImage(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_image"),
             PointOutOfBounds(_) => (StatusCode::UNPROCESSABLE_ENTITY, "point_out_of_bounds"),
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Overloaded(_) | ConnectionsFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ReloadFailed(_) | Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
@@ -89,7 +99,7 @@ impl ApiError {
                 resp.headers_mut()
                     .insert("allow", HeaderValue::from_static(allow));
             }
-            ApiError::Overloaded(_) | ApiError::NotReady => {
+            ApiError::Overloaded(_) | ApiError::ConnectionsFull(_) | ApiError::NotReady => {
                 resp.headers_mut()
                     .insert("retry-after", HeaderValue::from(1));
             }
@@ -97,6 +107,55 @@ impl ApiError {
         }
         resp
     }
+
+    /// The answer as HTTP/1.1 bytes, with the headers of every answer and
+    /// `connection: close`: for a connection refused before hyper serves it.
+    pub fn into_http1(self) -> Vec<u8> {
+        let mut resp = self.into_response();
+        secure_headers(resp.headers_mut());
+        let (parts, body) = resp.into_parts();
+        let (status, body) = (parts.status, body.into_inner().unwrap_or_default());
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        )
+        .into_bytes();
+        for (name, value) in &parts.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(
+            format!(
+                "content-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
+/// Sent with every answer: nothing from outside sources runs in the page
+/// (its script and style are inline; it reads only this origin and the
+/// images picked by the user), and no answer is sniffed into another type.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+    style-src 'unsafe-inline'; img-src 'self' blob: data:; connect-src 'self'; \
+    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Adds the headers every answer carries.
+pub fn secure_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 impl From<ImageError> for ApiError {

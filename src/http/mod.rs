@@ -7,4 +7,5 @@ pub mod input;
 pub mod peer;
 pub mod ratelimit;
 pub mod router;
+pub mod routes;
 pub mod server;

@@ -160,19 +160,55 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `max-connections` and among its caller's `max-connections-per-uid`.
 pub type Held = (tokio::sync::OwnedSemaphorePermit, ConnectionSlot);
 
+/// The connection limit a new connection found full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionLimit {
+    /// `server.max-connections`, shared by every caller.
+    Total,
+    /// `server.max-connections-per-uid`, the caller's own.
+    PerCaller,
+}
+
+impl ConnectionLimit {
+    /// The config key, as logs and the `limit` label of
+    /// `predictd_connections_refused_total` name it.
+    pub fn key(self) -> &'static str {
+        match self {
+            ConnectionLimit::Total => "max-connections",
+            ConnectionLimit::PerCaller => "max-connections-per-uid",
+        }
+    }
+
+    /// What the refused caller reads.
+    pub fn message(self) -> &'static str {
+        match self {
+            ConnectionLimit::Total => {
+                "Too many open connections (server.max-connections); retry shortly"
+            }
+            ConnectionLimit::PerCaller => {
+                "Too many open connections from this caller (server.max-connections-per-uid); retry shortly"
+            }
+        }
+    }
+}
+
 /// Takes a place for a new connection, or names the limit that is full.
-pub fn admit(state: &Arc<State>, slots: &Arc<Semaphore>, peer: Peer) -> Result<Held, &'static str> {
+pub fn admit(
+    state: &Arc<State>,
+    slots: &Arc<Semaphore>,
+    peer: Peer,
+) -> Result<Held, ConnectionLimit> {
     let per_caller = state.config().server.max_connections_per_uid;
     // The caller's own limit first: a caller at its limit must not take a
     // place of the shared pool, even for a moment.
     let slot = state
         .connections
         .open(peer.caller(), per_caller)
-        .ok_or("max-connections-per-uid")?;
+        .ok_or(ConnectionLimit::PerCaller)?;
     let permit = slots
         .clone()
         .try_acquire_owned()
-        .map_err(|_| "max-connections")?;
+        .map_err(|_| ConnectionLimit::Total)?;
     Ok((permit, slot))
 }
 

@@ -3,7 +3,8 @@
 //! hyper, load models, reload on demand, drain on shutdown.
 
 use crate::config::Config;
-use crate::http::peer::{admit, Held, Peer};
+use crate::http::error::ApiError;
+use crate::http::peer::{admit, ConnectionLimit, Held, Peer};
 use crate::http::router;
 use crate::inference::ModelError;
 use crate::service::state::State;
@@ -268,7 +269,7 @@ struct Refusals {
     answering: Arc<Semaphore>,
     /// Per limit: when its last line was logged, and how many refusals
     /// since were not.
-    logged: std::sync::Mutex<std::collections::HashMap<&'static str, (Instant, u64)>>,
+    logged: std::sync::Mutex<std::collections::HashMap<ConnectionLimit, (Instant, u64)>>,
 }
 
 /// At most one log line a second for each limit's refusals.
@@ -286,10 +287,10 @@ impl Refusals {
     /// a second, which says how many were refused since the last line (a
     /// connect flood must not flood the log; the exact count is in
     /// `predictd_connections_refused_total`).
-    fn log(&self, peer: Peer, limit: &'static str) {
+    fn log(&self, peer: Peer, limit: ConnectionLimit) {
         let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let since = match logged.get_mut(limit) {
+        let since = match logged.get_mut(&limit) {
             Some((at, skipped)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => {
                 *skipped += 1;
                 return;
@@ -305,6 +306,7 @@ impl Refusals {
             }
         };
         drop(logged);
+        let limit = limit.key();
         if since == 0 {
             log::warn!("connection from {peer} refused: server.{limit} reached");
         } else {
@@ -325,30 +327,17 @@ fn refuse_connection<S>(
     refusals: &Arc<Refusals>,
     mut stream: S,
     peer: Peer,
-    limit: &'static str,
+    limit: ConnectionLimit,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    state.metrics.connection_refused(limit);
+    state.metrics.connection_refused(limit.key());
     refusals.log(peer, limit);
     let Ok(refusal) = refusals.answering.clone().try_acquire_owned() else {
         return; // closed without an answer: enough are being answered
     };
-    let message = match limit {
-        "max-connections-per-uid" => {
-            "Too many open connections from this caller (server.max-connections-per-uid); retry shortly"
-        }
-        _ => "Too many open connections (server.max-connections); retry shortly",
-    };
-    let body = serde_json::json!({"error": {"code": "overloaded", "message": message}}).to_string();
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 1\r\nconnection: close\r\nx-content-type-options: nosniff\r\n\
-         content-security-policy: {}\r\ncontent-length: {}\r\n\r\n{body}",
-        router::CONTENT_SECURITY_POLICY,
-        body.len()
-    );
+    let response = ApiError::ConnectionsFull(limit).into_http1();
     tokio::spawn(async move {
         let _refusal = refusal;
         // Read what the client sends for a moment before closing: closing
@@ -366,7 +355,7 @@ fn refuse_connection<S>(
         };
         let _ = tokio::time::timeout(Duration::from_millis(500), read_head).await;
         let answer = async {
-            stream.write_all(response.as_bytes()).await?;
+            stream.write_all(&response).await?;
             stream.shutdown().await?;
             while stream.read(&mut buf).await? > 0 {}
             Ok::<(), std::io::Error>(())

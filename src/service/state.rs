@@ -81,7 +81,7 @@ enum Job {
     Start(oneshot::Sender<Result<(), ModelError>>),
     /// Re-read the config and load every model on the side; swap them in
     /// only when all pass their test inference.
-    Reload(Option<oneshot::Sender<Result<ReloadReport, String>>>),
+    Reload(Option<oneshot::Sender<Result<ReloadReport, ReloadError>>>),
 }
 
 /// Everything a request may need, shared by every connection.
@@ -167,11 +167,10 @@ impl State {
     }
 
     /// Asks the loader for a reload and waits for its outcome.
-    pub async fn reload(&self) -> Result<ReloadReport, String> {
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Reload(Some(tx)));
-        rx.await
-            .unwrap_or_else(|_| Err("the loader thread is gone".into()))
+        rx.await.unwrap_or(Err(ReloadError::LoaderGone))
     }
 
     /// Hands `job` to the loader. If the loader is gone, the job's reply
@@ -220,16 +219,16 @@ impl State {
     /// load and pass their test inference are config and models swapped in,
     /// together. Requests in flight keep the snapshot they started with. On
     /// failure nothing changes.
-    fn reload_now(&self) -> Result<ReloadReport, String> {
+    fn reload_now(&self) -> Result<ReloadReport, ReloadError> {
         let started = Instant::now();
         let built = self
             .options
             .load_config()
-            .map_err(|e| e.to_string())
+            .map_err(ReloadError::Config)
             .and_then(|config| {
                 Registry::load(&config)
                     .map(|r| (config, r))
-                    .map_err(|e| e.to_string())
+                    .map_err(ReloadError::Models)
             });
         // Two decimals are all a millisecond figure is worth in an answer.
         let ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
@@ -264,6 +263,20 @@ impl State {
             }
         }
     }
+}
+
+/// Why a reload failed; the old config and models keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config file no longer reads or validates.
+    #[error(transparent)]
+    Config(ConfigError),
+    /// A model of the new config did not load or failed its self-test.
+    #[error(transparent)]
+    Models(ModelError),
+    /// The loader thread is gone (only while stopping).
+    #[error("the loader thread is gone")]
+    LoaderGone,
 }
 
 /// `[server]` keys used only at start (to bind, to size what is built
