@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -203,200 +203,47 @@ impl Metrics {
             .inc();
     }
 
+    /// Every metric, created and registered in one place: one line each,
+    /// name, help and kind, in the order `/metrics` lists them.
     pub fn new() -> Metrics {
+        fn add<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+            r.register(name, help, metric.clone());
+            metric
+        }
         let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "predictd_requests",
-            "HTTP requests answered, by route and status",
-            requests.clone(),
-        );
-        let request_seconds =
-            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                seconds_histogram,
-            );
-        registry.register(
-            "predictd_request_duration_seconds",
-            "Time from request to response, by route",
-            request_seconds.clone(),
-        );
-        let inference_seconds =
-            Family::<ModelLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                seconds_histogram,
-            );
-        registry.register(
-            "predictd_inference_duration_seconds",
-            "Crop, resize and model run of one job on a worker thread, by model",
-            inference_seconds.clone(),
-        );
-        let batch_size = Family::<ModelLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            batch_histogram,
-        );
-        registry.register(
-            "predictd_inference_batch_size",
-            "Images per model run (predictd runs one image at a time)",
-            batch_size.clone(),
-        );
-        let queue_depth = Family::<ModelLabels, Gauge>::default();
-        registry.register(
-            "predictd_queue_depth",
-            "Jobs waiting for a worker, by model",
-            queue_depth.clone(),
-        );
-        let queue_rejections = Family::<ModelLabels, Counter>::default();
-        registry.register(
-            "predictd_queue_rejections",
-            "Jobs refused because the model's queue was full (503 overloaded)",
-            queue_rejections.clone(),
-        );
-        let decode_seconds = seconds_histogram();
-        registry.register(
-            "predictd_decode_duration_seconds",
-            "Image decoding (sniff, header check, decode, EXIF orientation)",
-            decode_seconds.clone(),
-        );
-        let model_load_seconds = Family::<VersionLabels, FloatGauge>::default();
-        registry.register(
-            "predictd_model_load_duration_seconds",
-            "How long loading each serving model took",
-            model_load_seconds.clone(),
-        );
-        let model_info = Family::<VersionLabels, Gauge>::default();
-        registry.register(
-            "predictd_model_loaded",
-            "1 for each model and version being served",
-            model_info.clone(),
-        );
-        let reloads = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "predictd_reloads",
-            "Reloads (SIGHUP or POST /v1/reload), by outcome",
-            reloads.clone(),
-        );
-        let rate_limited = Family::<ListenerLabels, Counter>::default();
-        registry.register(
-            "predictd_rate_limited",
-            "Requests refused with 429 by the per-caller rate limit",
-            rate_limited.clone(),
-        );
-        let feedback = Family::<ModelLabels, Counter>::default();
-        registry.register(
-            "predictd_feedback",
-            "Feedback received by this process, by model",
-            feedback.clone(),
-        );
-        let feedback_hit_ratio = Family::<HitLabels, FloatGauge>::default();
-        registry.register(
-            "predictd_feedback_hit_ratio",
-            "Share of all logged feedback whose chosen label was offered first (top1) or in the top five (top5)",
-            feedback_hit_ratio.clone(),
-        );
-        let in_flight = Gauge::default();
-        registry.register(
-            "predictd_requests_in_flight",
-            "Requests being handled now",
-            in_flight.clone(),
-        );
-        let decoding_pixels = Gauge::default();
-        registry.register(
-            "predictd_decoding_pixels",
-            "Pixels of images being decoded or held for their models now \
-             (bounded by max-decoding-pixels)",
-            decoding_pixels.clone(),
-        );
-        let image_cache_hits = Counter::default();
-        registry.register(
-            "predictd_image_cache_hits",
-            "Predictions whose image (the upload and what was decoded of it) came from the image cache",
-            image_cache_hits.clone(),
-        );
-        let image_cache_misses = Counter::default();
-        registry.register(
-            "predictd_image_cache_misses",
-            "Predictions that opened their image anew (and offered it to the cache)",
-            image_cache_misses.clone(),
-        );
-        let image_cache_bytes = Gauge::default();
-        registry.register(
-            "predictd_image_cache_bytes",
-            "Bytes of uploads and decoded planes in the image cache (bounded by image-cache-bytes)",
-            image_cache_bytes.clone(),
-        );
-        let image_cache_images = Gauge::default();
-        registry.register(
-            "predictd_image_cache_images",
-            "Images in the image cache",
-            image_cache_images.clone(),
-        );
-        let connections_refused = Family::<LimitLabels, Counter>::default();
-        registry.register(
-            "predictd_connections_refused",
-            "Connections answered 503 at once, by the limit that was full \
-             (max-connections, max-connections-per-uid)",
-            connections_refused.clone(),
-        );
-        let resident_memory = Gauge::default();
-        registry.register(
-            "predictd_process_resident_memory_bytes",
-            "Resident set size of the daemon",
-            resident_memory.clone(),
-        );
-        let virtual_memory = Gauge::default();
-        registry.register(
-            "predictd_process_virtual_memory_bytes",
-            "Virtual memory size of the daemon",
-            virtual_memory.clone(),
-        );
-        let allocator_bytes = Family::<PartLabels, Gauge>::default();
-        registry.register(
-            "predictd_allocator_bytes",
-            "jemalloc's books: bytes the program holds (allocated), in pages in use (active), resident pages of the allocator including its free ones not yet returned (resident), mapped (mapped), and address space kept but returned to the system (retained)",
-            allocator_bytes.clone(),
-        );
-        registry.register(
-            "predictd_log_lines_dropped",
-            "Log lines dropped because the log thread was behind (syslog or stderr not reading); logging never blocks a request",
-            crate::daemon::logging::dropped_lines().clone(),
-        );
-        let registries_alive = Gauge::default();
-        registry.register(
-            "predictd_model_sets_alive",
-            "Loaded model sets not yet dropped: 1, and more only while requests begun before a reload hold an old one",
-            registries_alive.clone(),
-        );
-        let workers_alive = Gauge::default();
-        registry.register(
-            "predictd_model_worker_threads",
-            "Model worker threads running, of every model set alive",
-            workers_alive.clone(),
-        );
+        let r = &mut registry;
+        let metrics = Metrics {
+            requests: add(r, "predictd_requests", "HTTP requests answered, by route and status", Family::default()),
+            request_seconds: add(r, "predictd_request_duration_seconds", "Time from request to response, by route", Family::new_with_constructor(seconds_histogram)),
+            inference_seconds: add(r, "predictd_inference_duration_seconds", "Crop, resize and model run of one job on a worker thread, by model", Family::new_with_constructor(seconds_histogram)),
+            batch_size: add(r, "predictd_inference_batch_size", "Images per model run (predictd runs one image at a time)", Family::new_with_constructor(batch_histogram)),
+            queue_depth: add(r, "predictd_queue_depth", "Jobs waiting for a worker, by model", Family::default()),
+            queue_rejections: add(r, "predictd_queue_rejections", "Jobs refused because the model's queue was full (503 overloaded)", Family::default()),
+            decode_seconds: add(r, "predictd_decode_duration_seconds", "Image decoding (sniff, header check, decode, EXIF orientation)", seconds_histogram()),
+            model_load_seconds: add(r, "predictd_model_load_duration_seconds", "How long loading each serving model took", Family::default()),
+            model_info: add(r, "predictd_model_loaded", "1 for each model and version being served", Family::default()),
+            reloads: add(r, "predictd_reloads", "Reloads (SIGHUP or POST /v1/reload), by outcome", Family::default()),
+            rate_limited: add(r, "predictd_rate_limited", "Requests refused with 429 by the per-caller rate limit", Family::default()),
+            feedback: add(r, "predictd_feedback", "Feedback received by this process, by model", Family::default()),
+            feedback_hit_ratio: add(r, "predictd_feedback_hit_ratio", "Share of all logged feedback whose chosen label was offered first (top1) or in the top five (top5)", Family::default()),
+            in_flight: add(r, "predictd_requests_in_flight", "Requests being handled now", Gauge::default()),
+            decoding_pixels: add(r, "predictd_decoding_pixels", "Pixels of images being decoded or held for their models now (bounded by max-decoding-pixels)", Gauge::default()),
+            image_cache_hits: add(r, "predictd_image_cache_hits", "Predictions whose image (the upload and what was decoded of it) came from the image cache", Counter::default()),
+            image_cache_misses: add(r, "predictd_image_cache_misses", "Predictions that opened their image anew (and offered it to the cache)", Counter::default()),
+            image_cache_bytes: add(r, "predictd_image_cache_bytes", "Bytes of uploads and decoded planes in the image cache (bounded by image-cache-bytes)", Gauge::default()),
+            image_cache_images: add(r, "predictd_image_cache_images", "Images in the image cache", Gauge::default()),
+            connections_refused: add(r, "predictd_connections_refused", "Connections answered 503 at once, by the limit that was full (max-connections, max-connections-per-uid)", Family::default()),
+            resident_memory: add(r, "predictd_process_resident_memory_bytes", "Resident set size of the daemon", Gauge::default()),
+            virtual_memory: add(r, "predictd_process_virtual_memory_bytes", "Virtual memory size of the daemon", Gauge::default()),
+            allocator_bytes: add(r, "predictd_allocator_bytes", "jemalloc's books: bytes the program holds (allocated), in pages in use (active), resident pages of the allocator including its free ones not yet returned (resident), mapped (mapped), and address space kept but returned to the system (retained)", Family::default()),
+            registries_alive: add(r, "predictd_model_sets_alive", "Loaded model sets not yet dropped: 1, and more only while requests begun before a reload hold an old one", Gauge::default()),
+            workers_alive: add(r, "predictd_model_worker_threads", "Model worker threads running, of every model set alive", Gauge::default()),
+            registry: Registry::default(),
+        };
+        add(r, "predictd_log_lines_dropped", "Log lines dropped because the log thread was behind (syslog or stderr not reading); logging never blocks a request", crate::daemon::logging::dropped_lines().clone());
         Metrics {
             registry,
-            allocator_bytes,
-            registries_alive,
-            workers_alive,
-            requests,
-            request_seconds,
-            inference_seconds,
-            batch_size,
-            queue_depth,
-            queue_rejections,
-            decode_seconds,
-            model_load_seconds,
-            model_info,
-            reloads,
-            rate_limited,
-            feedback,
-            feedback_hit_ratio,
-            in_flight,
-            decoding_pixels,
-            image_cache_hits,
-            image_cache_misses,
-            image_cache_bytes,
-            image_cache_images,
-            connections_refused,
-            resident_memory,
-            virtual_memory,
+            ..metrics
         }
     }
 
