@@ -4,13 +4,15 @@
 //! Both `POST /v1/predict` and `predictd predict --config` run this, so the
 //! command line exercises exactly the path the daemon serves.
 
-use crate::image::source::{Need, Source};
+use crate::image::cache::{ImageCache, Key};
+use crate::image::source::{Need, Source, View};
 use crate::image::{self as imaging, ImageError, Window};
-use crate::inference::{top_labels, ModelError, Registry};
+use crate::inference::{top_labels, Inference, Model, ModelError, Registry};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Most labels a caller may ask for per model.
 pub const MAX_TOP: usize = 1000;
@@ -183,7 +185,7 @@ async fn open_within(
     bytes: bytes::Bytes,
     max_pixels: u64,
     budget: Option<&imaging::PixelBudget>,
-) -> Result<(Source, Option<tokio::sync::OwnedSemaphorePermit>), PredictError> {
+) -> Result<(Source, Option<OwnedSemaphorePermit>), PredictError> {
     let permit = match budget {
         Some(budget) if imaging::sniff(&bytes)? != image::ImageFormat::Jpeg => {
             let (_, w, h) = imaging::header_dimensions(&bytes)?;
@@ -210,110 +212,32 @@ fn panic_reason(e: tokio::task::JoinError) -> String {
         .map_or("a panic".into(), |m| format!("panic: {m}"))
 }
 
-/// Runs one prediction on `bytes` with the models of `registry`.
+/// Runs one prediction on `bytes` with the models of `registry`: the
+/// models chosen, the image opened (or found in the cache), the point
+/// checked, what each model's window needs decoded side by side, every
+/// model's job queued, and the answers gathered.
 pub async fn predict(
     registry: Arc<Registry>,
     bytes: bytes::Bytes,
     params: &Params,
     max_pixels: u64,
     budget: Option<&imaging::PixelBudget>,
-    cache: Option<&crate::image::cache::ImageCache>,
+    cache: Option<&ImageCache>,
 ) -> Result<Prediction, PredictError> {
     let started = Instant::now();
     // Resolve the model names before spending time on decoding.
-    let models = match &params.models {
-        None => registry.models.clone(),
-        Some(names) => {
-            let mut chosen = Vec::new();
-            for name in names {
-                let m = registry
-                    .get(name)
-                    .ok_or_else(|| PredictError::UnknownModel(name.clone()))?;
-                if !chosen
-                    .iter()
-                    .any(|c: &Arc<crate::inference::Model>| Arc::ptr_eq(c, m))
-                {
-                    chosen.push(m.clone());
-                }
-            }
-            chosen
-        }
-    };
-    // The same upload as a recent one (another click on the same photo):
-    // what was decoded of it, if the cache still has it.
-    let cache = cache.filter(|c| c.enabled());
-    let key = match cache {
-        Some(_) => {
-            let b = bytes.clone();
-            Some(blocking(move || crate::image::cache::key(&b)).await?)
-        }
-        None => None,
-    };
-    let cached = match (cache, &key) {
-        (Some(c), Some(k)) => c
-            .get(k)
-            .filter(|s| u64::from(s.width) * u64::from(s.height) <= max_pixels),
-        _ => None,
-    };
-    let cache_hit = cache.map(|_| cached.is_some());
-    let (source, _pixels) = match cached {
-        Some(source) => (source, None),
-        None => {
-            let (source, pixels) = open_within(bytes, max_pixels, budget).await?;
-            (Arc::new(source), pixels)
-        }
-    };
+    let models = choose_models(&registry, params)?;
+    let opened = open_or_cached(bytes, max_pixels, budget, cache).await?;
+    let source = opened.source.clone();
     let (width, height) = (source.width, source.height);
-    let inside = params.x >= 0.0
-        && params.y >= 0.0
-        && params.x < f64::from(width)
-        && params.y < f64::from(height);
-    if !inside {
-        return Err(PredictError::PointOutOfBounds {
-            x: params.x,
-            y: params.y,
-            width,
-            height,
-        });
-    }
-    let (x, y) = (params.x.floor() as u32, params.y.floor() as u32);
-    // What each model reads of the image; each different part is decoded
-    // once, all of them side by side.
+    let (x, y) = point_inside(params, width, height)?;
+    // What each model reads of the image.
     let needs: Vec<Need> = models
         .iter()
         .map(|m| source.need(&m.spec, imaging::window(m.spec.crop, width, height, x, y)))
         .collect();
-    let mut parts: Vec<Need> = Vec::with_capacity(needs.len());
-    for n in &needs {
-        if !parts.contains(n) {
-            parts.push(*n);
-        }
-    }
-    // Without a plane to decode, a rectangle reads on to the end of the
-    // file, so that an upload which does not decode is refused all the same.
-    let check_rest = !needs.iter().any(|n| matches!(n, Need::Plane(_)));
-    let mut decoding = Vec::with_capacity(parts.len());
-    for need in parts.iter().copied() {
-        let permit = match budget {
-            Some(b) => match source.cost(need) {
-                0 => None,
-                pixels => Some(b.acquire(pixels).await),
-            },
-            None => None,
-        };
-        let s = source.clone();
-        // spawned now (not when awaited), so that the parts decode together
-        decoding.push(tokio::task::spawn_blocking(move || {
-            let view = s.view(need, check_rest, max_pixels);
-            drop(permit);
-            view
-        }));
-    }
-    let mut views = Vec::with_capacity(parts.len());
-    for (need, task) in parts.iter().zip(decoding) {
-        views.push((*need, task.await.map_err(died)??));
-    }
-    if let (Some(c), Some(k)) = (cache, key) {
+    let views = decode_parts(&source, &needs, max_pixels, budget).await?;
+    if let Some((c, k)) = opened.offer_to {
         if source.checked() {
             c.insert(k, source.clone(), source.held_bytes());
         }
@@ -338,40 +262,173 @@ pub async fn predict(
         crops: BTreeMap::new(),
         timing_ms: BTreeMap::new(),
         offers: Vec::with_capacity(models.len()),
-        cache_hit,
+        cache_hit: opened.cache_hit,
     };
     out.timing_ms.insert("decode".into(), ms(decode_time));
     for (m, rx) in models.iter().zip(pending) {
-        let name = &m.info.name;
-        let inference = rx.await.map_err(|_| ModelError::Gone(name.clone()))??;
-        log::info!(
-            "inference: model={} version={} batch=1 queued_ms={:.2} preprocess_ms={:.2} ms={:.2}",
-            name,
-            m.info.version,
-            ms(inference.queued),
-            ms(inference.preprocess),
-            ms(inference.elapsed)
-        );
-        let shown: Vec<Scored> = top_labels(&m.labels, &inference.probabilities, params.top)
-            .into_iter()
-            .map(|(label, probability)| Scored {
-                label: label.to_string(),
-                probability,
-            })
-            .collect();
-        out.predictions.insert(name.clone(), shown);
-        out.offers.push(crate::service::feedback::Offer {
-            model: name.clone(),
-            version: m.info.version.clone(),
-            labels: m.labels.clone(),
-            top: top_indices(&inference.probabilities, crate::service::feedback::OFFERED),
-        });
-        out.models.insert(name.clone(), m.info.version.clone());
-        out.crops.insert(name.clone(), inference.window);
-        out.timing_ms.insert(name.clone(), ms(inference.elapsed));
+        let inference = rx
+            .await
+            .map_err(|_| ModelError::Gone(m.info.name.clone()))??;
+        add_answer(&mut out, m, &inference, params.top);
     }
     out.timing_ms.insert("total".into(), ms(started.elapsed()));
     Ok(out)
+}
+
+/// The models `params` names (each once, in the order named), or all.
+fn choose_models(registry: &Registry, params: &Params) -> Result<Vec<Arc<Model>>, PredictError> {
+    let Some(names) = &params.models else {
+        return Ok(registry.models.clone());
+    };
+    let mut chosen: Vec<Arc<Model>> = Vec::new();
+    for name in names {
+        let m = registry
+            .get(name)
+            .ok_or_else(|| PredictError::UnknownModel(name.clone()))?;
+        if !chosen.iter().any(|c| Arc::ptr_eq(c, m)) {
+            chosen.push(m.clone());
+        }
+    }
+    Ok(chosen)
+}
+
+/// An image opened for one prediction.
+struct Opened<'a> {
+    source: Arc<Source>,
+    /// Whether the cache had it (`None`: no cache).
+    cache_hit: Option<bool>,
+    /// Where to put it back once decoded: a new image is offered to the
+    /// cache, one from the cache is put back with what it holds now (the
+    /// planes decoded for this click count in the cache's bound).
+    offer_to: Option<(&'a ImageCache, Key)>,
+    /// The pixels of a whole decode, held in the budget until the
+    /// prediction is answered (the models read them).
+    _pixels: Option<OwnedSemaphorePermit>,
+}
+
+/// The image opened from `bytes`, or what was decoded of the same upload
+/// before (another click on the same photo) if the cache still has it.
+async fn open_or_cached<'a>(
+    bytes: bytes::Bytes,
+    max_pixels: u64,
+    budget: Option<&imaging::PixelBudget>,
+    cache: Option<&'a ImageCache>,
+) -> Result<Opened<'a>, PredictError> {
+    let Some(cache) = cache.filter(|c| c.enabled()) else {
+        let (source, pixels) = open_within(bytes, max_pixels, budget).await?;
+        return Ok(Opened {
+            source: Arc::new(source),
+            cache_hit: None,
+            offer_to: None,
+            _pixels: pixels,
+        });
+    };
+    let b = bytes.clone();
+    let key = blocking(move || crate::image::cache::key(&b)).await?;
+    let cached = cache
+        .get(&key)
+        .filter(|s| u64::from(s.width) * u64::from(s.height) <= max_pixels);
+    if let Some(source) = cached {
+        return Ok(Opened {
+            source,
+            cache_hit: Some(true),
+            offer_to: Some((cache, key)),
+            _pixels: None,
+        });
+    }
+    let (source, pixels) = open_within(bytes, max_pixels, budget).await?;
+    Ok(Opened {
+        source: Arc::new(source),
+        cache_hit: Some(false),
+        offer_to: Some((cache, key)),
+        _pixels: pixels,
+    })
+}
+
+/// The point as pixel coordinates, if it lies inside the image.
+fn point_inside(params: &Params, width: u32, height: u32) -> Result<(u32, u32), PredictError> {
+    let inside = params.x >= 0.0
+        && params.y >= 0.0
+        && params.x < f64::from(width)
+        && params.y < f64::from(height);
+    if !inside {
+        return Err(PredictError::PointOutOfBounds {
+            x: params.x,
+            y: params.y,
+            width,
+            height,
+        });
+    }
+    Ok((params.x.floor() as u32, params.y.floor() as u32))
+}
+
+/// Decodes each different part the models need once, all of them side by
+/// side, each within the pixel budget.
+async fn decode_parts(
+    source: &Arc<Source>,
+    needs: &[Need],
+    max_pixels: u64,
+    budget: Option<&imaging::PixelBudget>,
+) -> Result<Vec<(Need, View)>, PredictError> {
+    let mut parts: Vec<Need> = Vec::with_capacity(needs.len());
+    for n in needs {
+        if !parts.contains(n) {
+            parts.push(*n);
+        }
+    }
+    // Without a plane to decode, a rectangle reads on to the end of the
+    // file, so that an upload which does not decode is refused all the same.
+    let check_rest = !needs.iter().any(|n| matches!(n, Need::Plane(_)));
+    let mut decoding = Vec::with_capacity(parts.len());
+    for need in parts.iter().copied() {
+        let permit = match (budget, source.cost(need)) {
+            (Some(b), pixels) if pixels > 0 => Some(b.acquire(pixels).await),
+            _ => None,
+        };
+        let s = source.clone();
+        // spawned now (not when awaited), so that the parts decode together
+        decoding.push(tokio::task::spawn_blocking(move || {
+            let view = s.view(need, check_rest, max_pixels);
+            drop(permit);
+            view
+        }));
+    }
+    let mut views = Vec::with_capacity(parts.len());
+    for (need, task) in parts.iter().zip(decoding) {
+        views.push((*need, task.await.map_err(died)??));
+    }
+    Ok(views)
+}
+
+/// One model's answer into the prediction (its top labels, what feedback
+/// needs, version, window, time), and its log line.
+fn add_answer(out: &mut Prediction, m: &Model, inference: &Inference, top: usize) {
+    let name = &m.info.name;
+    log::info!(
+        "inference: model={} version={} batch=1 queued_ms={:.2} preprocess_ms={:.2} ms={:.2}",
+        name,
+        m.info.version,
+        ms(inference.queued),
+        ms(inference.preprocess),
+        ms(inference.elapsed)
+    );
+    let shown: Vec<Scored> = top_labels(&m.labels, &inference.probabilities, top)
+        .into_iter()
+        .map(|(label, probability)| Scored {
+            label: label.to_string(),
+            probability,
+        })
+        .collect();
+    out.predictions.insert(name.clone(), shown);
+    out.offers.push(crate::service::feedback::Offer {
+        model: name.clone(),
+        version: m.info.version.clone(),
+        labels: m.labels.clone(),
+        top: top_indices(&inference.probabilities, crate::service::feedback::OFFERED),
+    });
+    out.models.insert(name.clone(), m.info.version.clone());
+    out.crops.insert(name.clone(), inference.window);
+    out.timing_ms.insert(name.clone(), ms(inference.elapsed));
 }
 
 #[cfg(test)]
