@@ -1,11 +1,70 @@
 //! `predictd bench`: load a running daemon and report throughput and
 //! latency percentiles.
 
+use super::error::CliError;
+use super::{runtime, CLIENT_TIMEOUT};
 use crate::client::Client;
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long)]
+    socket: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    #[arg(long, conflicts_with = "duration")]
+    requests: Option<usize>,
+    /// Seconds to run.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Send at this many requests per second in all (an open-loop load
+    /// on a fixed schedule) instead of as fast as answers come back.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Point to ask about (default: each image's centre).
+    #[arg(long)]
+    x: Option<u32>,
+    #[arg(long)]
+    y: Option<u32>,
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<(), CliError> {
+    let mut inputs = Vec::new();
+    for path in &args.images {
+        let bytes = std::fs::read(path).map_err(|source| CliError::ReadInput {
+            path: path.clone(),
+            source,
+        })?;
+        let (_, w, h) = crate::image::header_dimensions(&bytes)
+            .map_err(|e| CliError::Predict(path.display().to_string(), e.into()))?;
+        let query = format!(
+            "x={}&y={}",
+            args.x.unwrap_or(w / 2),
+            args.y.unwrap_or(h / 2)
+        );
+        inputs.push((Bytes::from(bytes), query));
+    }
+    let requests = match args.duration {
+        None => Some(args.requests.unwrap_or(100)),
+        Some(_) => args.requests,
+    };
+    let report = runtime(2)?.block_on(bench(
+        Client::new(&args.socket).timeout(CLIENT_TIMEOUT),
+        inputs,
+        args.concurrency,
+        requests,
+        args.duration.map(Duration::from_secs_f64),
+        args.rate.filter(|r| *r > 0.0),
+    ));
+    report.print();
+    Ok(())
+}
 
 /// What `bench` measured.
 #[derive(Debug)]

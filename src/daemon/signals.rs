@@ -1,15 +1,19 @@
-//! Signals, handled on one named thread: SIGHUP reloads, SIGTERM and
-//! SIGINT start a graceful stop.
+//! Signals, handled on one named thread: SIGHUP asks for a reload, SIGTERM
+//! and SIGINT for a graceful stop. What a reload and a stop are is the
+//! caller's (`cli::serve` wires them to the loader and the server), so the
+//! process layer knows nothing of what is served.
 
-use crate::service::state::State;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use std::sync::Arc;
-use tokio::sync::watch;
 
 /// Installs the handlers and starts the `predictd-signals` thread. Call
-/// after any fork and before the runtime starts.
-pub fn spawn(state: Arc<State>, shutdown: watch::Sender<bool>) -> std::io::Result<()> {
+/// after any fork and before the runtime starts. `reload` must return at
+/// once (hand the work to another thread), so that this one stays free to
+/// see a SIGTERM during a long reload.
+pub fn spawn(
+    reload: impl Fn() + Send + 'static,
+    stop: impl Fn() + Send + 'static,
+) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
     std::thread::Builder::new()
         .name("predictd-signals".into())
@@ -17,9 +21,7 @@ pub fn spawn(state: Arc<State>, shutdown: watch::Sender<bool>) -> std::io::Resul
             for signal in signals.forever() {
                 if signal == SIGHUP {
                     log::info!("reload: SIGHUP received");
-                    // The loader thread reloads; this one stays free to see
-                    // a SIGTERM during a long reload.
-                    state.request_reload();
+                    reload();
                 } else {
                     let name = if signal == SIGTERM {
                         "SIGTERM"
@@ -27,7 +29,7 @@ pub fn spawn(state: Arc<State>, shutdown: watch::Sender<bool>) -> std::io::Resul
                         "SIGINT"
                     };
                     log::info!("stop: {name} received");
-                    let _ = shutdown.send(true);
+                    stop();
                 }
             }
         })?;
