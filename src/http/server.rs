@@ -114,44 +114,144 @@ pub fn bind_unix(
 pub async fn run(
     state: Arc<State>,
     unix: std::os::unix::net::UnixListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     socket_file: SocketFile,
     on_ready: Arc<dyn Fn(Result<(), String>) + Send + Sync>,
 ) -> Result<(), ServerError> {
-    let socket_path = state.config().server.socket.clone();
-    let http = state.options.http;
-    let unix = UnixListener::from_std(unix).map_err(|source| ServerError::Bind {
-        what: format!("socket {}", socket_path.display()),
-        source,
-    })?;
-    let tcp = match http {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    what: format!("--http {addr}"),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let max_conn = state.config().server.max_connections;
-    let slots = Arc::new(Semaphore::new(max_conn));
-    let refusals = Arc::new(Refusals::new());
-
+    let listeners = Listeners::open(&state, unix).await?;
     // Load the models on their own threads while the socket already answers
-    // /healthz (and /readyz with 503). The loader reports readiness itself:
-    // the accept loop below may be waiting for a connection when it ends.
+    // /healthz (and /readyz with 503).
+    let load_failed = start_load(&state, on_ready.clone());
+    log::info!(
+        "start: pid={} socket={} kernels: {}",
+        std::process::id(),
+        state.config().server.socket.display(),
+        crate::inference::kernels()
+    );
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    listeners
+        .accept_until(&state, &graceful, shutdown, load_failed)
+        .await?;
+    // Stop accepting: the socket file goes first so clients fail fast.
+    drop(socket_file);
+    drain(&state, graceful).await;
+    on_ready(Err("stopped before the models were loaded".into()));
+    log::info!("stop: done");
+    Ok(())
+}
+
+/// The Unix socket, and the TCP listener of `--http` if asked for.
+struct Listeners {
+    unix: UnixListener,
+    tcp: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn open(
+        state: &State,
+        unix: std::os::unix::net::UnixListener,
+    ) -> Result<Listeners, ServerError> {
+        let unix = UnixListener::from_std(unix).map_err(|source| ServerError::Bind {
+            what: format!("socket {}", state.config().server.socket.display()),
+            source,
+        })?;
+        let tcp = match state.options.http {
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| ServerError::Bind {
+                            what: format!("--http {addr}"),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        Ok(Listeners { unix, tcp })
+    }
+
+    /// Accepts connections within `max-connections` (refusing the rest at
+    /// once) until `shutdown` turns true, or returns the start-up load's
+    /// error. The listeners close when this returns.
+    async fn accept_until(
+        self,
+        state: &Arc<State>,
+        graceful: &hyper_util::server::graceful::GracefulShutdown,
+        mut shutdown: watch::Receiver<bool>,
+        load_failed: tokio::sync::oneshot::Receiver<ModelError>,
+    ) -> Result<(), ServerError> {
+        let Listeners { unix, tcp } = self;
+        let slots = Arc::new(Semaphore::new(state.config().server.max_connections));
+        let refusals = Arc::new(Refusals::new());
+        let mut fail_rx = Some(load_failed);
+        let door = Door {
+            state,
+            graceful,
+            slots,
+            refusals,
+        };
+        loop {
+            tokio::select! {
+                accepted = unix.accept() => match accepted {
+                    Ok((stream, _)) => match stream.peer_cred() {
+                        Ok(c) => door.enter(Peer::Unix { uid: c.uid(), gid: c.gid(), pid: c.pid() }, stream),
+                        Err(e) => log::warn!("cannot read peer credentials: {e}"),
+                    },
+                    Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
+                },
+                accepted = async { tcp.as_ref().unwrap().accept().await }, if tcp.is_some() => match accepted {
+                    Ok((stream, addr)) => door.enter(Peer::Tcp(addr), stream),
+                    Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
+                },
+                _ = shutdown.changed() => {}
+                e = load_failure(&mut fail_rx) => return Err(e.into()),
+            }
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// What a new connection passes: a place within the connection limits, or
+/// a 503 at once.
+struct Door<'a> {
+    state: &'a Arc<State>,
+    graceful: &'a hyper_util::server::graceful::GracefulShutdown,
+    slots: Arc<Semaphore>,
+    refusals: Arc<Refusals>,
+}
+
+impl Door<'_> {
+    fn enter<S>(&self, peer: Peer, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        match admit(self.state, &self.slots, peer) {
+            Ok(held) => {
+                serve_connection(self.state, self.graceful, TokioIo::new(stream), peer, held)
+            }
+            Err(limit) => refuse_connection(self.state, &self.refusals, stream, peer, limit),
+        }
+    }
+}
+
+/// Starts the models' load. The loader reports readiness to `on_ready`
+/// itself (the accept loop may be waiting for a connection when it ends);
+/// the returned channel yields the load's error if it fails.
+fn start_load(
+    state: &State,
+    on_ready: Arc<dyn Fn(Result<(), String>) + Send + Sync>,
+) -> tokio::sync::oneshot::Receiver<ModelError> {
     let loaded = state.start_load();
-    let loader_report = on_ready.clone();
     let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<ModelError>();
     tokio::spawn(async move {
         let outcome = loaded
             .await
             .unwrap_or_else(|_| Err(ModelError::Gone("the loader thread is gone".into())));
         match outcome {
-            Ok(()) => loader_report(Ok(())),
+            Ok(()) => on_ready(Ok(())),
             Err(e) => {
                 log::error!("start failed: {e}");
                 // The serving loop returns the error (the socket file goes
@@ -160,48 +260,11 @@ pub async fn run(
             }
         }
     });
-    let mut fail_rx = Some(fail_rx);
+    fail_rx
+}
 
-    log::info!(
-        "start: pid={} socket={} kernels: {}",
-        std::process::id(),
-        socket_path.display(),
-        crate::inference::kernels()
-    );
-    loop {
-        tokio::select! {
-            accepted = unix.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let peer = match stream.peer_cred() {
-                        Ok(c) => Peer::Unix { uid: c.uid(), gid: c.gid(), pid: c.pid() },
-                        Err(e) => { log::warn!("cannot read peer credentials: {e}"); continue; }
-                    };
-                    match admit(&state, &slots, peer) {
-                        Ok(held) => serve_connection(&state, &graceful, TokioIo::new(stream), peer, held),
-                        Err(limit) => refuse_connection(&state, &refusals, stream, peer, limit),
-                    }
-                }
-                Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
-            },
-            accepted = async { tcp.as_ref().unwrap().accept().await }, if tcp.is_some() => match accepted {
-                Ok((stream, addr)) => match admit(&state, &slots, Peer::Tcp(addr)) {
-                    Ok(held) => serve_connection(&state, &graceful, TokioIo::new(stream), Peer::Tcp(addr), held),
-                    Err(limit) => refuse_connection(&state, &refusals, stream, Peer::Tcp(addr), limit),
-                },
-                Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }
-            },
-            _ = shutdown.changed() => {}
-            e = load_failure(&mut fail_rx) => return Err(e.into()),
-        }
-        if *shutdown.borrow() {
-            break;
-        }
-    }
-
-    // Stop accepting: the socket file goes first so clients fail fast.
-    drop(unix);
-    drop(tcp);
-    drop(socket_file);
+/// Lets the requests in flight finish, within `shutdown-timeout-ms`.
+async fn drain(state: &State, graceful: hyper_util::server::graceful::GracefulShutdown) {
     let timeout = Duration::from_millis(state.config().server.shutdown_timeout_ms);
     let in_flight = state.metrics.in_flight.get();
     log::info!(
@@ -217,9 +280,6 @@ pub async fn run(
             timeout.as_millis()
         );
     }
-    on_ready(Err("stopped before the models were loaded".into()));
-    log::info!("stop: done");
-    Ok(())
 }
 
 /// Resolves with the start-up load's error if it fails; otherwise never.
