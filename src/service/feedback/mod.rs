@@ -18,8 +18,14 @@
 //! 4 x `recent-predictions` choices read, which covers any change of mind
 //! the daemon could have accepted.
 
+mod recent;
+mod stats;
+
+use recent::{Held, Recent};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use stats::Stats;
+pub use stats::{ModelReport, Rates, StatsReport, VersionStats};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -56,7 +62,7 @@ pub struct Record {
 }
 
 impl Record {
-    fn hits(&self) -> (bool, bool) {
+    pub(super) fn hits(&self) -> (bool, bool) {
         let top1 = self.offered.first().is_some_and(|o| o.label == self.chosen);
         let top5 = self
             .offered
@@ -79,229 +85,11 @@ pub enum FeedbackError {
     Log { path: PathBuf, reason: String },
 }
 
-/// Hit counts over a set of feedback.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Hits {
-    feedback: u64,
-    top1: u64,
-    top5: u64,
-}
-
-impl Hits {
-    fn add(&mut self, (t1, t5): (bool, bool), sign: i64) {
-        let apply = |n: &mut u64, d: bool| {
-            if d {
-                *n = n.saturating_add_signed(sign);
-            }
-        };
-        apply(&mut self.feedback, true);
-        apply(&mut self.top1, t1);
-        apply(&mut self.top5, t5);
-    }
-    fn rate(&self, n: u64) -> Option<f64> {
-        (self.feedback > 0).then(|| n as f64 / self.feedback as f64)
-    }
-}
-
-#[derive(Debug, Default)]
-struct ModelStats {
-    predictions: u64,
-    hits: Hits,
-    labels: BTreeMap<String, Hits>,
-    versions: BTreeMap<String, (u64, Hits)>,
-}
-
-/// The latest feedback for one (prediction, model).
-#[derive(Debug, Clone)]
-struct Latest {
-    version: String,
-    chosen: String,
-    hits: (bool, bool),
-}
-
-#[derive(Debug, Default)]
-struct Stats {
-    models: BTreeMap<String, ModelStats>,
-    /// Only for recent predictions (see the module's doc).
-    latest: HashMap<(String, String), Latest>,
-}
-
-impl Stats {
-    fn count(&mut self, model: &str, version: &str, chosen: &str, hits: (bool, bool), sign: i64) {
-        let m = self.models.entry(model.to_string()).or_default();
-        m.hits.add(hits, sign);
-        m.labels
-            .entry(chosen.to_string())
-            .or_default()
-            .add(hits, sign);
-        m.versions
-            .entry(version.to_string())
-            .or_default()
-            .1
-            .add(hits, sign);
-    }
-
-    fn apply(&mut self, r: &Record) {
-        let hits = r.hits();
-        let key = (r.id.clone(), r.model.clone());
-        if let Some(old) = self.latest.get(&key).cloned() {
-            self.count(&r.model, &old.version, &old.chosen, old.hits, -1);
-        }
-        self.count(&r.model, &r.version, &r.chosen, hits, 1);
-        self.latest.insert(
-            key,
-            Latest {
-                version: r.version.clone(),
-                chosen: r.chosen.clone(),
-                hits,
-            },
-        );
-    }
-}
-
-/// Rates for `GET /v1/stats`: `null` while there is no feedback.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Rates {
-    pub feedback: u64,
-    pub top1: Option<f64>,
-    pub top5: Option<f64>,
-}
-
-impl From<Hits> for Rates {
-    fn from(h: Hits) -> Rates {
-        Rates {
-            feedback: h.feedback,
-            top1: h.rate(h.top1),
-            top5: h.rate(h.top5),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct VersionStats {
-    pub predictions: u64,
-    #[serde(flatten)]
-    pub rates: Rates,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ModelReport {
-    /// Served by this process since it started.
-    pub predictions: u64,
-    #[serde(flatten)]
-    pub rates: Rates,
-    pub labels: BTreeMap<String, Rates>,
-    pub versions: BTreeMap<String, VersionStats>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StatsReport {
-    pub models: BTreeMap<String, ModelReport>,
-}
-
 /// Recent predictions, the feedback statistics and the log.
 pub struct FeedbackStore {
     recent: Mutex<Recent>,
     stats: Mutex<Stats>,
     log: Mutex<Option<(PathBuf, File)>>,
-}
-
-/// The recent predictions, in the order served. At the default capacity
-/// (100,000) this is the daemon's largest table, so an entry is kept small:
-/// the id once (shared by the order and the map), the model names and
-/// versions interned (one copy per distinct string, not per prediction),
-/// the labels shared with the model, the top labels inline: 329 bytes a
-/// prediction of two models as jemalloc counts them (659 with a `String`
-/// per field and a `Vec` per top list), 33 MB at capacity. The soak
-/// (benches/soak.sh) is where this shows: it grew the live memory by about
-/// 40 MB in ten minutes before.
-struct Recent {
-    capacity: usize,
-    order: VecDeque<Arc<str>>,
-    offers: HashMap<Arc<str>, Arc<[Held]>>,
-    /// Model names and versions, one copy each.
-    names: HashSet<Arc<str>>,
-}
-
-/// Removes from `names` what only it and the `evicted` entries (about to
-/// be dropped) still hold.
-fn drop_unheld(names: &mut HashSet<Arc<str>>, evicted: &[(Arc<str>, Arc<[Held]>)]) {
-    names.retain(|n| {
-        let in_evicted = evicted
-            .iter()
-            .flat_map(|(_, held)| held.iter())
-            .map(|h| {
-                usize::from(Arc::ptr_eq(&h.model, n)) + usize::from(Arc::ptr_eq(&h.version, n))
-            })
-            .sum::<usize>();
-        Arc::strong_count(n) > 1 + in_evicted
-    });
-}
-
-/// An [`Offer`] as remembered for feedback.
-struct Held {
-    model: Arc<str>,
-    version: Arc<str>,
-    labels: Arc<Vec<String>>,
-    top: [(u32, f32); OFFERED],
-    len: u8,
-}
-
-impl Held {
-    fn offered(&self) -> Vec<Offered> {
-        self.top[..self.len as usize]
-            .iter()
-            .map(|&(i, p)| Offered {
-                label: self.labels[i as usize].clone(),
-                probability: p,
-            })
-            .collect()
-    }
-}
-
-impl Recent {
-    /// The one shared copy of `name`.
-    fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(held) = self.names.get(name) {
-            return held.clone();
-        }
-        let held: Arc<str> = Arc::from(name);
-        self.names.insert(held.clone());
-        held
-    }
-
-    fn hold(&mut self, offer: Offer) -> Held {
-        let mut top = [(0, 0.0); OFFERED];
-        let len = offer.top.len().min(OFFERED);
-        top[..len].copy_from_slice(&offer.top[..len]);
-        Held {
-            model: self.intern(&offer.model),
-            version: self.intern(&offer.version),
-            labels: offer.labels,
-            top,
-            len: len as u8,
-        }
-    }
-
-    /// Drops the oldest predictions until `room` more fit in `capacity`.
-    fn evict(&mut self, room: usize) -> Vec<(Arc<str>, Arc<[Held]>)> {
-        let mut evicted = Vec::new();
-        while self.order.len() + room > self.capacity {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(offers) = self.offers.remove(&old) {
-                evicted.push((old, offers));
-            }
-        }
-        if !evicted.is_empty() {
-            // Names no prediction holds any more (versions replaced by
-            // reloads) go too: only the set itself still points to them.
-            // The set holds a few names (models x versions in the window).
-            drop_unheld(&mut self.names, &evicted);
-        }
-        evicted
-    }
 }
 
 /// What reading the log back found.
