@@ -2,45 +2,61 @@
 //! the ops (and those predictd cannot run), the layout and size of the
 //! image input, and the report with its `[[model]]` section.
 
-use super::model_name;
-use std::collections::BTreeMap;
+use super::{shape_text, write_labels, write_ops, write_section_head, write_unsupported};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 use std::path::Path;
+use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+use tract_onnx::pb::type_proto::Value as Type;
+use tract_onnx::pb::{GraphProto, ModelProto, ValueInfoProto};
 
 /// The report `predictd inspect` prints for an ONNX model.
-pub(super) fn report(path: &Path, proto: &tract_onnx::pb::ModelProto) -> String {
-    use tract_onnx::pb::type_proto::Value as Type;
-    let mut out = String::new();
+pub(super) fn report(path: &Path, proto: &ModelProto) -> String {
     let Some(graph) = proto.graph.as_ref() else {
         return format!("# {}: an ONNX file with no graph\n", path.display());
     };
-    let initializers: std::collections::HashSet<&str> =
-        graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let dims = |v: &tract_onnx::pb::ValueInfoProto| -> Vec<i64> {
-        match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-            Some(Type::TensorType(t)) => t
-                .shape
-                .as_ref()
-                .map(|s| {
-                    s.dim
-                        .iter()
-                        .map(|d| match d.value {
-                            Some(
-                                tract_onnx::pb::tensor_shape_proto::dimension::Value::DimValue(v),
-                            ) => v,
-                            _ => -1,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        }
-    };
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<_> = graph
         .input
         .iter()
         .filter(|i| !initializers.contains(i.name.as_str()))
         .collect();
+    let mut out = String::new();
+    write_findings(&mut out, path, proto, graph, &inputs);
+    write_section(&mut out, path, graph, inputs.first().copied());
+    out
+}
+
+/// A value's dimensions, -1 for one the model does not fix (none if it is
+/// not a tensor or has no shape).
+fn dims(v: &ValueInfoProto) -> Vec<i64> {
+    match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(Type::TensorType(t)) => t
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(Dim::DimValue(v)) => v,
+                        _ => -1,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// The report's comments: the model's inputs (not its initializers), its
+/// outputs and ops, and those predictd cannot run.
+fn write_findings(
+    out: &mut String,
+    path: &Path,
+    proto: &ModelProto,
+    graph: &GraphProto,
+    inputs: &[&ValueInfoProto],
+) {
     let _ = writeln!(
         out,
         "# {}: ONNX, {} nodes, opset {:?}",
@@ -49,94 +65,57 @@ pub(super) fn report(path: &Path, proto: &tract_onnx::pb::ModelProto) -> String 
         proto.opset_import.iter().map(|o| o.version).max()
     );
     let _ = writeln!(out, "# inputs:");
-    for i in &inputs {
-        let _ = writeln!(
-            out,
-            "#   {} {}",
-            i.name,
-            format!("{:?}", dims(i)).replace("-1", "?")
-        );
+    for i in inputs {
+        let _ = writeln!(out, "#   {} {}", i.name, shape_text(&dims(i)));
     }
     let _ = writeln!(out, "# outputs:");
     for o in &graph.output {
-        let _ = writeln!(
-            out,
-            "#   {} {}",
-            o.name,
-            format!("{:?}", dims(o)).replace("-1", "?")
-        );
+        let _ = writeln!(out, "#   {} {}", o.name, shape_text(&dims(o)));
     }
     let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
     for n in &graph.node {
         *ops.entry(n.op_type.as_str()).or_default() += 1;
     }
-    let _ = writeln!(out, "# ops:");
-    let mut ops: Vec<_> = ops.into_iter().collect();
-    ops.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    for (op, n) in ops {
-        let _ = writeln!(out, "#   {n:6} {op}");
-    }
+    write_ops(out, ops);
     let missing = crate::inference::onnx_import::unsupported(proto);
-    if missing.is_empty() {
-        let _ = writeln!(out, "# every op is supported");
-    } else {
-        let _ = writeln!(
-            out,
-            "# NOT SUPPORTED (predictd check will refuse the model):"
-        );
-        for u in &missing {
-            let _ = writeln!(
-                out,
-                "#   {} ({} node(s), first {:?})",
-                u.op, u.count, u.first
-            );
-        }
-    }
-    let input = inputs.first();
-    let shape = input.map(|i| dims(i)).unwrap_or_default();
+    write_unsupported(out, &missing, "model", "every op is supported");
+}
+
+/// An image input's layout and size: (NCHW, height, width), -1 where not
+/// fixed. NCHW when the second axis is 3 and the last is not.
+fn image_layout(shape: &[i64]) -> (bool, i64, i64) {
     let nchw = shape.len() == 4 && shape[1] == 3 && shape[3] != 3;
-    let (h, w) = match (nchw, shape.as_slice()) {
+    let (h, w) = match (nchw, shape) {
         (true, [_, _, h, w]) | (false, [_, h, w, _]) => (*h, *w),
         _ => (-1, -1),
     };
+    (nchw, h, w)
+}
+
+/// The `[[model]]` section serving the model from its first input to its
+/// first output.
+fn write_section(
+    out: &mut String,
+    path: &Path,
+    graph: &GraphProto,
+    input: Option<&ValueInfoProto>,
+) {
+    let (nchw, h, w) = image_layout(&input.map(dims).unwrap_or_default());
     let output = graph.output.first();
     let classes = output
-        .map(|o| dims(o))
+        .map(dims)
         .and_then(|d| d.last().copied())
         .filter(|c| *c > 0);
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let name = model_name(&stem);
     let last_op = graph.node.last().map(|n| n.op_type.as_str()).unwrap_or("");
-    let _ = writeln!(out);
-    let _ = writeln!(out, "[[model]]");
-    let _ = writeln!(out, "name = {name:?}");
-    let _ = writeln!(out, "graph = {:?}", path.display().to_string());
-    match classes {
-        Some(n) => {
-            let _ = writeln!(out, "# one label a line, {n} lines");
-        }
-        None => {
-            let _ = writeln!(out, "# one label a line, one per output class");
-        }
-    }
-    let _ = writeln!(
-        out,
-        "labels = {:?}",
-        path.with_extension("labels.txt").display().to_string()
-    );
-    let _ = writeln!(
-        out,
-        "input = {:?}",
-        input.map(|i| i.name.as_str()).unwrap_or("")
-    );
-    let _ = writeln!(
-        out,
-        "output = {:?}",
-        output.map(|o| o.name.as_str()).unwrap_or("")
-    );
+    write_section_head(out, path, "");
+    let labels = match classes {
+        Some(n) => format!("one label a line, {n} lines"),
+        None => "one label a line, one per output class".into(),
+    };
+    write_labels(out, path, &labels);
+    let name = |v: Option<&ValueInfoProto>| v.map(|v| v.name.clone()).unwrap_or_default();
+    let _ = writeln!(out, "input = {:?}", name(input));
+    let _ = writeln!(out, "output = {:?}", name(output));
     let _ = writeln!(out, "layout = {:?}", if nchw { "nchw" } else { "nhwc" });
     let _ = writeln!(out, "crop = \"fraction:1.0\"");
     let size = |v: i64| {
@@ -161,5 +140,4 @@ pub(super) fn report(path: &Path, proto: &tract_onnx::pb::ModelProto) -> String 
         );
         let _ = writeln!(out, "softmax = true");
     }
-    out
 }

@@ -3,7 +3,7 @@
 //! decoding), the likely outputs, the unsupported ops of the part served,
 //! and the report with its `[[model]]` section.
 
-use super::model_name;
+use super::{shape_text, write_labels, write_ops, write_section_head, write_unsupported};
 use crate::inference::tf_import::{self, node_name, UnsupportedOp};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -70,6 +70,7 @@ const DECODING: &[&str] = &[
     "RealDiv",
 ];
 
+/// What `graph` takes and gives, read without running it.
 pub fn inspect(graph: &GraphDef) -> Inspection {
     let by_name: HashMap<&str, &NodeDef> =
         graph.node.iter().map(|n| (n.name.as_str(), n)).collect();
@@ -119,6 +120,7 @@ pub fn inspect(graph: &GraphDef) -> Inspection {
     }
 }
 
+/// Whether `node` declares its `dtype` float.
 fn is_float(node: &NodeDef) -> bool {
     matches!(
         node.get_attr_opt_datum_type("dtype").ok().flatten(),
@@ -126,6 +128,7 @@ fn is_float(node: &NodeDef) -> bool {
     )
 }
 
+/// The value of the one-value constant `input` names, as `f32`.
 fn scalar_of(by_name: &HashMap<&str, &NodeDef>, input: &str) -> Option<f32> {
     let node = by_name.get(node_name(input))?;
     if node.op != "Const" {
@@ -138,6 +141,8 @@ fn scalar_of(by_name: &HashMap<&str, &NodeDef>, input: &str) -> Option<f32> {
     t.cast_to_scalar::<f32>().ok()
 }
 
+/// The node a `[[model]]` section should feed: the float placeholder, or
+/// else the end of a `retrain.py` graph's own decoding.
 fn find_feed(
     graph: &GraphDef,
     inputs: &[Placeholder],
@@ -148,46 +153,73 @@ fn find_feed(
         .node
         .iter()
         .find(|n| n.op == "Placeholder" && is_float(n));
-    if let Some(p) = image {
-        let shape = inputs
-            .iter()
-            .find(|i| i.name == p.name)
-            .and_then(|i| i.shape.clone())
-            .unwrap_or_default();
-        let dim = |i: usize| shape.get(i).copied().filter(|d| *d > 0);
-        // Keras' Rescaling / Normalization in the graph: it takes 0..255.
-        let rescales = consumers.get(p.name.as_str()).is_some_and(|c| {
-            c.iter().any(|n| {
-                matches!(n.op.as_str(), "Mul" | "RealDiv" | "Sub")
-                    && n.input.iter().any(|i| scalar_of(by_name, i).is_some())
-            })
-        });
-        let (mean, std, why) = if rescales {
-            (
-                0.0,
-                1.0,
-                "the graph scales its input itself: it takes 0..255".into(),
-            )
-        } else {
-            (
-                127.5,
-                127.5,
-                "a guess (-1..1, as most Keras applications): use the normalization the \
-                 model was trained with (0..1: mean 0, std 255)"
-                    .into(),
-            )
-        };
-        return Feed {
-            name: p.name.clone(),
-            width: dim(2),
-            height: dim(1),
-            mean,
-            std,
-            why,
-        };
+    match image {
+        Some(p) => float_feed(p, inputs, by_name, consumers),
+        None => decoded_feed(graph, by_name, consumers),
     }
-    // A retrain.py graph: follow the decoding chain from the bytes to the
-    // last op of it, and read the resize and normalization on the way.
+}
+
+/// The float placeholder `p` as the feed: its size from its shape, its
+/// normalization 0..255 if the graph rescales it, else the usual guess.
+fn float_feed(
+    p: &NodeDef,
+    inputs: &[Placeholder],
+    by_name: &HashMap<&str, &NodeDef>,
+    consumers: &HashMap<&str, Vec<&NodeDef>>,
+) -> Feed {
+    let shape = inputs
+        .iter()
+        .find(|i| i.name == p.name)
+        .and_then(|i| i.shape.clone())
+        .unwrap_or_default();
+    let dim = |i: usize| shape.get(i).copied().filter(|d| *d > 0);
+    let (mean, std, why) = if rescales(p, by_name, consumers) {
+        (
+            0.0,
+            1.0,
+            "the graph scales its input itself: it takes 0..255".into(),
+        )
+    } else {
+        (
+            127.5,
+            127.5,
+            "a guess (-1..1, as most Keras applications): use the normalization the \
+             model was trained with (0..1: mean 0, std 255)"
+                .into(),
+        )
+    };
+    Feed {
+        name: p.name.clone(),
+        width: dim(2),
+        height: dim(1),
+        mean,
+        std,
+        why,
+    }
+}
+
+/// Whether `p` goes straight into a `Mul`, `RealDiv` or `Sub` by a
+/// constant: Keras' Rescaling / Normalization in the graph.
+fn rescales(
+    p: &NodeDef,
+    by_name: &HashMap<&str, &NodeDef>,
+    consumers: &HashMap<&str, Vec<&NodeDef>>,
+) -> bool {
+    consumers.get(p.name.as_str()).is_some_and(|c| {
+        c.iter().any(|n| {
+            matches!(n.op.as_str(), "Mul" | "RealDiv" | "Sub")
+                && n.input.iter().any(|i| scalar_of(by_name, i).is_some())
+        })
+    })
+}
+
+/// A `retrain.py` graph's feed: the last op of the decoding chain from the
+/// bytes' placeholder, with the resize and normalization read on the way.
+fn decoded_feed(
+    graph: &GraphDef,
+    by_name: &HashMap<&str, &NodeDef>,
+    consumers: &HashMap<&str, Vec<&NodeDef>>,
+) -> Feed {
     let start = graph.node.iter().find(|n| n.op == "Placeholder");
     let mut feed = Feed {
         name: start.map(|n| n.name.clone()).unwrap_or_default(),
@@ -197,56 +229,92 @@ fn find_feed(
         std: 1.0,
         why: "no float placeholder: name the node that holds the image tensor".into(),
     };
-    let Some(mut here) = start else { return feed };
-    let (mut sub, mut scale) = (None, None);
-    loop {
-        let next = consumers.get(here.name.as_str()).and_then(|c| {
-            c.iter()
-                .find(|n| DECODING.contains(&n.op.as_str()))
-                .copied()
-        });
-        let Some(next) = next else { break };
-        match next.op.as_str() {
-            "ResizeBilinear" | "ResizeBicubic" | "ResizeNearestNeighbor" => {
-                if let Some(size) = next.input.get(1).and_then(|s| by_name.get(node_name(s))) {
-                    if let Ok(t) = size.get_attr_tensor("value") {
-                        if let Ok(t) = t.cast_to::<i64>() {
-                            let hw: Vec<i64> = t
-                                .to_plain_array_view::<i64>()
-                                .map(|v| v.iter().copied().collect())
-                                .unwrap_or_default();
-                            if let [h, w] = hw[..] {
-                                feed.height = Some(h);
-                                feed.width = Some(w);
-                            }
-                        }
-                    }
-                }
-            }
-            "Sub" => sub = next.input.iter().find_map(|i| scalar_of(by_name, i)),
-            "Mul" => scale = next.input.iter().find_map(|i| scalar_of(by_name, i)),
-            "RealDiv" => {
-                scale = next
-                    .input
-                    .iter()
-                    .find_map(|i| scalar_of(by_name, i))
-                    .map(|d| 1.0 / d)
-            }
-            _ => {}
-        }
-        here = next;
+    let Some(start) = start else { return feed };
+    let chain = walk_decoding(start, by_name, consumers);
+    feed.name = chain.last.name.clone();
+    if let Some((h, w)) = chain.size {
+        feed.height = Some(h);
+        feed.width = Some(w);
     }
-    feed.name = here.name.clone();
-    if here.name != start.unwrap().name {
-        feed.mean = sub.unwrap_or(0.0);
-        feed.std = scale.map(|s| 1.0 / s).unwrap_or(1.0);
+    if chain.last.name != start.name {
+        feed.mean = chain.sub.unwrap_or(0.0);
+        feed.std = chain.scale.map(|s| 1.0 / s).unwrap_or(1.0);
         feed.why = format!(
             "read from the graph's own decoding ({} -> ... -> {}): fed after it",
-            start.unwrap().name,
-            here.name
+            start.name, chain.last.name
         );
     }
     feed
+}
+
+/// What the walk down a decoding chain read.
+struct Decoding<'a> {
+    /// The chain's last op (its start if nothing decodes it).
+    last: &'a NodeDef,
+    /// (height, width) of the last resize whose size could be read.
+    size: Option<(i64, i64)>,
+    /// The constant the last `Sub` subtracts.
+    sub: Option<f32>,
+    /// The constant the last `Mul` multiplies by (1 / a `RealDiv`'s).
+    scale: Option<f32>,
+}
+
+/// Follows the decoding ops that consume `start`, then each other, to the
+/// last of them, reading the resize, `Sub` and `Mul`/`RealDiv` passed.
+fn walk_decoding<'a>(
+    start: &'a NodeDef,
+    by_name: &HashMap<&str, &NodeDef>,
+    consumers: &HashMap<&str, Vec<&'a NodeDef>>,
+) -> Decoding<'a> {
+    let mut chain = Decoding {
+        last: start,
+        size: None,
+        sub: None,
+        scale: None,
+    };
+    while let Some(next) = next_decoding(chain.last, consumers) {
+        let constant = || next.input.iter().find_map(|i| scalar_of(by_name, i));
+        match next.op.as_str() {
+            "ResizeBilinear" | "ResizeBicubic" | "ResizeNearestNeighbor" => {
+                if let Some(size) = resize_size(next, by_name) {
+                    chain.size = Some(size);
+                }
+            }
+            "Sub" => chain.sub = constant(),
+            "Mul" => chain.scale = constant(),
+            "RealDiv" => chain.scale = constant().map(|d| 1.0 / d),
+            _ => {}
+        }
+        chain.last = next;
+    }
+    chain
+}
+
+/// The first consumer of `node` that is a decoding op.
+fn next_decoding<'a>(
+    node: &NodeDef,
+    consumers: &HashMap<&str, Vec<&'a NodeDef>>,
+) -> Option<&'a NodeDef> {
+    consumers.get(node.name.as_str()).and_then(|c| {
+        c.iter()
+            .find(|n| DECODING.contains(&n.op.as_str()))
+            .copied()
+    })
+}
+
+/// The (height, width) held by the constant a resize node sizes to.
+fn resize_size(resize: &NodeDef, by_name: &HashMap<&str, &NodeDef>) -> Option<(i64, i64)> {
+    let size = by_name.get(node_name(resize.input.get(1)?))?;
+    let value = size.get_attr_tensor("value").ok()?;
+    let value = value.cast_to::<i64>().ok()?;
+    let hw: Vec<i64> = value
+        .to_plain_array_view::<i64>()
+        .map(|v| v.iter().copied().collect())
+        .unwrap_or_default();
+    match hw[..] {
+        [h, w] => Some((h, w)),
+        _ => None,
+    }
 }
 
 /// Softmax nodes first (the last of a chain), then the sinks.
@@ -320,11 +388,19 @@ fn served_part(
 pub fn report(path: &Path, graph: &GraphDef) -> String {
     let found = inspect(graph);
     let mut out = String::new();
+    write_findings(&mut out, path, graph, &found);
+    write_section(&mut out, path, &found);
+    out
+}
+
+/// The report's comments: the graph's inputs, likely outputs and ops, and
+/// those of the part served that predictd cannot run.
+fn write_findings(out: &mut String, path: &Path, graph: &GraphDef, found: &Inspection) {
     let _ = writeln!(out, "# {}: {} nodes", path.display(), graph.node.len());
     let _ = writeln!(out, "# inputs (placeholders):");
     for p in &found.inputs {
         let shape = match &p.shape {
-            Some(s) => format!("{s:?}").replace("-1", "?"),
+            Some(s) => shape_text(s),
             None => "unknown".into(),
         };
         let _ = writeln!(out, "#   {} {} {}", p.name, p.dtype, shape);
@@ -333,54 +409,26 @@ pub fn report(path: &Path, graph: &GraphDef) -> String {
     for c in found.outputs.iter().take(5) {
         let _ = writeln!(out, "#   {} ({})", c.name, c.op);
     }
-    let _ = writeln!(out, "# ops:");
-    let mut ops: Vec<_> = found.ops.iter().collect();
-    ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    for (op, n) in ops {
-        let _ = writeln!(out, "#   {n:6} {op}");
-    }
-    if found.unsupported.is_empty() {
-        let _ = writeln!(
-            out,
-            "# every op on the way from the input to the output is supported"
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "# NOT SUPPORTED (predictd check will refuse the graph):"
-        );
-        for u in &found.unsupported {
-            let _ = writeln!(
-                out,
-                "#   {} ({} node(s), first {:?})",
-                u.op, u.count, u.first
-            );
-        }
-    }
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "model".into());
-    let name = model_name(&stem);
-    let labels = path.with_extension("labels.txt");
+    write_ops(out, found.ops.iter().map(|(op, n)| (op.as_str(), *n)));
+    write_unsupported(
+        out,
+        &found.unsupported,
+        "graph",
+        "every op on the way from the input to the output is supported",
+    );
+}
+
+/// The `[[model]]` section serving the graph from its feed to its likeliest
+/// output.
+fn write_section(out: &mut String, path: &Path, found: &Inspection) {
     let output = found.outputs.first();
     let f = &found.feed;
-    let _ = writeln!(out);
-    let _ = writeln!(out, "[[model]]");
-    let _ = writeln!(out, "name = {name:?}");
-    let _ = writeln!(out, "graph = {:?}", path.display().to_string());
-    match found.classes {
-        Some(n) => {
-            let _ = writeln!(
-                out,
-                "# one label a line, {n} lines (the output has {n} classes)"
-            );
-        }
-        None => {
-            let _ = writeln!(out, "# one label a line, one per output class");
-        }
-    }
-    let _ = writeln!(out, "labels = {:?}", labels.display().to_string());
+    write_section_head(out, path, "model");
+    let labels = match found.classes {
+        Some(n) => format!("one label a line, {n} lines (the output has {n} classes)"),
+        None => "one label a line, one per output class".into(),
+    };
+    write_labels(out, path, &labels);
     let _ = writeln!(out, "input = {:?}", f.name);
     match output {
         Some(c) => {
@@ -408,5 +456,4 @@ pub fn report(path: &Path, graph: &GraphDef) -> String {
         let _ = writeln!(out, "# the output is not a softmax: predictd applies one");
         let _ = writeln!(out, "softmax = true");
     }
-    out
 }
