@@ -201,110 +201,6 @@ fn fold_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     Ok(Some(patch))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tract_tensorflow::tract_core::ops::cnn::conv::KernelFormat;
-    use tract_tensorflow::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
-    use tract_tensorflow::tract_core::ops::math::{add, mul};
-    use tract_tensorflow::tract_core::ops::nn::DataFormat;
-
-    /// An NHWC 3x3 depthwise convolution over `c` channels, TF `SAME`.
-    fn depthwise_3x3(c: usize) -> Conv {
-        let pool_spec = PoolSpec {
-            data_format: DataFormat::NHWC,
-            kernel_shape: tvec!(3, 3),
-            padding: PaddingSpec::SameUpper,
-            dilations: None,
-            strides: None,
-            input_channels: c,
-            output_channels: c,
-        };
-        Conv {
-            pool_spec,
-            kernel_fmt: KernelFormat::OIHW,
-            group: c,
-            q_params: None,
-        }
-    }
-
-    /// NHWC depthwise 3x3 over 5 channels, then `* scale + shift`, both per
-    /// channel, as a batch norm folded by TensorFlow leaves them.
-    fn conv_scale_shift() -> TypedModel {
-        let c = 5;
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact([1, 6, 7, c])).unwrap();
-        let k: Vec<f32> = (0..c * 9).map(|i| (i as f32 * 0.37).sin()).collect();
-        let k = model
-            .add_const("k", Tensor::from_shape(&[c, 1, 3, 3], &k).unwrap())
-            .unwrap();
-        let b: Vec<f32> = (0..c).map(|i| i as f32 * 0.1).collect();
-        let b = model
-            .add_const("b", Tensor::from_shape(&[c], &b).unwrap())
-            .unwrap();
-        let y = model.wire_node("dw", depthwise_3x3(c), &[x, k, b]).unwrap()[0];
-        let s: Vec<f32> = (0..c).map(|i| 0.5 + i as f32).collect();
-        let s = model
-            .add_const("s", Tensor::from_shape(&[1, 1, 1, c], &s).unwrap())
-            .unwrap();
-        let y = model.wire_node("scale", mul(), &[y, s]).unwrap()[0];
-        let t: Vec<f32> = (0..c).map(|i| 1.0 - i as f32 * 0.3).collect();
-        let t = model
-            .add_const("t", Tensor::from_shape(&[1, 1, 1, c], &t).unwrap())
-            .unwrap();
-        let y = model.wire_node("shift", add(), &[t, y]).unwrap();
-        model.select_output_outlets(&y).unwrap();
-        model
-    }
-
-    fn run(model: TypedModel) -> Vec<f32> {
-        let x: Vec<f32> = (0..6 * 7 * 5).map(|i| (i as f32 * 0.11).cos()).collect();
-        let x = Tensor::from_shape(&[1, 6, 7, 5], &x).unwrap();
-        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
-        let y = plan.run(tvec!(x.into_tvalue())).unwrap().remove(0);
-        y.to_plain_array_view::<f32>()
-            .unwrap()
-            .iter()
-            .copied()
-            .collect()
-    }
-
-    #[test]
-    fn scale_and_shift_after_a_depthwise_convolution_become_its_weights() {
-        let model = conv_scale_shift().into_decluttered().unwrap();
-        let mut folded = model.clone();
-        assert_eq!(fold_depthwise_channel_ops(&mut folded).unwrap(), 2);
-        assert!(
-            !folded.nodes.iter().any(|n| n.op_is::<TypedBinOp>()),
-            "a binary op is left: {folded}"
-        );
-        let (want, got) = (run(model), run(folded));
-        assert_eq!(want.len(), got.len());
-        for (a, b) in want.iter().zip(&got) {
-            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
-        }
-    }
-
-    #[test]
-    fn an_operand_that_is_not_per_channel_stays() {
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact([1, 4, 4, 2])).unwrap();
-        let k = Tensor::from_shape(&[2, 1, 3, 3], &[0.5f32; 18]).unwrap();
-        let k = model.add_const("k", k).unwrap();
-        let b = model
-            .add_const("b", Tensor::from_shape(&[2], &[0f32, 0.]).unwrap())
-            .unwrap();
-        let y = model.wire_node("dw", depthwise_3x3(2), &[x, k, b]).unwrap()[0];
-        // one value per column, not per channel
-        let w = Tensor::from_shape(&[1, 1, 4, 1], &[1f32, 2., 3., 4.]).unwrap();
-        let w = model.add_const("w", w).unwrap();
-        let y = model.wire_node("per_column", add(), &[y, w]).unwrap();
-        model.select_output_outlets(&y).unwrap();
-        let mut model = model.into_decluttered().unwrap();
-        assert_eq!(fold_depthwise_channel_ops(&mut model).unwrap(), 0);
-    }
-}
-
 /// Replaces every depthwise convolution followed only by a clamp (`Max`
 /// with a constant, then `Min` with a constant, or the other way round: a
 /// TensorFlow ReLU6) by one [`crate::inference::rewrite::fused::DepthwiseClip`]; returns how
@@ -547,4 +443,108 @@ fn pointwise_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModel
     let wire = patch.wire_node(format!("{}.pointwise", node.name), op, &[data])?;
     patch.shunt_outside(model, OutletId::new(end, 0), wire[0])?;
     Ok(Some(patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_tensorflow::tract_core::ops::cnn::conv::KernelFormat;
+    use tract_tensorflow::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+    use tract_tensorflow::tract_core::ops::math::{add, mul};
+    use tract_tensorflow::tract_core::ops::nn::DataFormat;
+
+    /// An NHWC 3x3 depthwise convolution over `c` channels, TF `SAME`.
+    fn depthwise_3x3(c: usize) -> Conv {
+        let pool_spec = PoolSpec {
+            data_format: DataFormat::NHWC,
+            kernel_shape: tvec!(3, 3),
+            padding: PaddingSpec::SameUpper,
+            dilations: None,
+            strides: None,
+            input_channels: c,
+            output_channels: c,
+        };
+        Conv {
+            pool_spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group: c,
+            q_params: None,
+        }
+    }
+
+    /// NHWC depthwise 3x3 over 5 channels, then `* scale + shift`, both per
+    /// channel, as a batch norm folded by TensorFlow leaves them.
+    fn conv_scale_shift() -> TypedModel {
+        let c = 5;
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 6, 7, c])).unwrap();
+        let k: Vec<f32> = (0..c * 9).map(|i| (i as f32 * 0.37).sin()).collect();
+        let k = model
+            .add_const("k", Tensor::from_shape(&[c, 1, 3, 3], &k).unwrap())
+            .unwrap();
+        let b: Vec<f32> = (0..c).map(|i| i as f32 * 0.1).collect();
+        let b = model
+            .add_const("b", Tensor::from_shape(&[c], &b).unwrap())
+            .unwrap();
+        let y = model.wire_node("dw", depthwise_3x3(c), &[x, k, b]).unwrap()[0];
+        let s: Vec<f32> = (0..c).map(|i| 0.5 + i as f32).collect();
+        let s = model
+            .add_const("s", Tensor::from_shape(&[1, 1, 1, c], &s).unwrap())
+            .unwrap();
+        let y = model.wire_node("scale", mul(), &[y, s]).unwrap()[0];
+        let t: Vec<f32> = (0..c).map(|i| 1.0 - i as f32 * 0.3).collect();
+        let t = model
+            .add_const("t", Tensor::from_shape(&[1, 1, 1, c], &t).unwrap())
+            .unwrap();
+        let y = model.wire_node("shift", add(), &[t, y]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    fn run(model: TypedModel) -> Vec<f32> {
+        let x: Vec<f32> = (0..6 * 7 * 5).map(|i| (i as f32 * 0.11).cos()).collect();
+        let x = Tensor::from_shape(&[1, 6, 7, 5], &x).unwrap();
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let y = plan.run(tvec!(x.into_tvalue())).unwrap().remove(0);
+        y.to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn scale_and_shift_after_a_depthwise_convolution_become_its_weights() {
+        let model = conv_scale_shift().into_decluttered().unwrap();
+        let mut folded = model.clone();
+        assert_eq!(fold_depthwise_channel_ops(&mut folded).unwrap(), 2);
+        assert!(
+            !folded.nodes.iter().any(|n| n.op_is::<TypedBinOp>()),
+            "a binary op is left: {folded}"
+        );
+        let (want, got) = (run(model), run(folded));
+        assert_eq!(want.len(), got.len());
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn an_operand_that_is_not_per_channel_stays() {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 4, 4, 2])).unwrap();
+        let k = Tensor::from_shape(&[2, 1, 3, 3], &[0.5f32; 18]).unwrap();
+        let k = model.add_const("k", k).unwrap();
+        let b = model
+            .add_const("b", Tensor::from_shape(&[2], &[0f32, 0.]).unwrap())
+            .unwrap();
+        let y = model.wire_node("dw", depthwise_3x3(2), &[x, k, b]).unwrap()[0];
+        // one value per column, not per channel
+        let w = Tensor::from_shape(&[1, 1, 4, 1], &[1f32, 2., 3., 4.]).unwrap();
+        let w = model.add_const("w", w).unwrap();
+        let y = model.wire_node("per_column", add(), &[y, w]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        let mut model = model.into_decluttered().unwrap();
+        assert_eq!(fold_depthwise_channel_ops(&mut model).unwrap(), 0);
+    }
 }
