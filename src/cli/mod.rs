@@ -2,13 +2,13 @@
 //! map every error to a sysexits-style exit code in one place
 //! ([`error`]). `serve` is the composition root of the daemon.
 
-pub mod bench;
+mod bench;
 mod check;
-pub mod error;
+mod error;
 mod health;
 mod inspect;
 mod predict;
-pub mod serve;
+mod serve;
 mod show_config;
 
 use clap::{Parser, Subcommand};

@@ -14,10 +14,10 @@ use tokio::sync::Semaphore;
 /// (`SO_PEERCRED`), TCP only an address.
 #[derive(Debug, Clone, Copy)]
 pub enum Peer {
+    /// Access is decided by uid alone (the group and process id the
+    /// kernel also gives were never used, so they are not kept).
     Unix {
         uid: u32,
-        gid: u32,
-        pid: Option<i32>,
     },
     Tcp(SocketAddr),
 }

@@ -147,6 +147,7 @@ impl RateLimiter {
     }
 
     /// Callers with a bucket now (for tests and metrics).
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.buckets.lock().map(|b| b.len()).unwrap_or(0)
     }

@@ -195,7 +195,7 @@ impl Listeners {
             tokio::select! {
                 accepted = unix.accept() => match accepted {
                     Ok((stream, _)) => match stream.peer_cred() {
-                        Ok(c) => door.enter(Peer::Unix { uid: c.uid(), gid: c.gid(), pid: c.pid() }, stream),
+                        Ok(c) => door.enter(Peer::Unix { uid: c.uid() }, stream),
                         Err(e) => log::warn!("cannot read peer credentials: {e}"),
                     },
                     Err(e) => { log::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; }

@@ -15,7 +15,7 @@ mod sniff;
 pub mod source;
 mod window;
 
-pub use decode::{check_jpeg, decode, Decoded};
+pub use decode::{check_jpeg, decode};
 pub(crate) use decode::{jpeg_invalid, jpeg_memory};
 pub(crate) use orient::orient;
 pub use sniff::{header_dimensions, sniff};

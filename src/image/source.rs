@@ -94,7 +94,6 @@ enum Kind {
 /// An upload, opened, with what has been decoded of it so far.
 pub struct Source {
     bytes: bytes::Bytes,
-    pub format: ImageFormat,
     /// Size as displayed (after the EXIF orientation).
     pub width: u32,
     pub height: u32,
@@ -125,7 +124,6 @@ impl Source {
             let (width, height) = decoded.rgb.dimensions();
             return Ok(Source {
                 bytes,
-                format,
                 width,
                 height,
                 kind: Kind::Other,
@@ -142,7 +140,6 @@ impl Source {
         };
         Ok(Source {
             bytes,
-            format,
             width,
             height,
             kind: Kind::Jpeg(header),

@@ -96,11 +96,6 @@ impl ImageRoots {
         }
     }
 
-    /// The roots' resolved paths, in config order (those that opened).
-    pub fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.roots.iter().map(|r| r.path.as_path())
-    }
-
     /// Reads the file at `requested` if it is a regular file under one of
     /// the roots, and is at most `limit` bytes.
     pub fn read(&self, requested: &str, limit: u64) -> Result<Vec<u8>, PathError> {

@@ -98,7 +98,38 @@ fn const_depthwise(
 /// The patch folding node `id`'s successor into it, if `id` is a depthwise
 /// convolution with constant weights followed only by such an operation.
 fn fold_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let Some(op) = channel_op_after(model, id)? else {
+        return Ok(None);
+    };
+    let Some((kernel, bias)) = folded_weights(&op)? else {
+        return Ok(None);
+    };
     let node = model.node(id);
+    let mut patch = TypedModelPatch::default();
+    let input = patch.tap_model(model, node.inputs[0])?;
+    let kernel = patch.add_const(format!("{}.folded_kernel", node.name), kernel)?;
+    let bias = patch.add_const(format!("{}.folded_bias", node.name), bias)?;
+    let wire = patch.wire_node(&node.name, op.conv.clone(), &[input, kernel, bias])?[0];
+    patch.shunt_outside(model, op.succ.id.into(), wire)?;
+    Ok(Some(patch))
+}
+
+/// A depthwise convolution with constant f32 weights, and the constant
+/// per-channel `Add` or `Mul` that is its only consumer: what
+/// [`fold_one`] folds.
+struct ChannelOp<'a> {
+    conv: &'a Conv,
+    kernel: Arc<Tensor>,
+    bias: Arc<Tensor>,
+    /// The `Add` or `Mul`.
+    succ: &'a TypedNode,
+    is_add: bool,
+    /// Its constant operand: one value, or one per channel.
+    operand: Arc<Tensor>,
+}
+
+/// Node `id` and its only consumer as a [`ChannelOp`], if they are one.
+fn channel_op_after(model: &TypedModel, id: usize) -> TractResult<Option<ChannelOp<'_>>> {
     let Some((conv, kernel, bias)) = const_depthwise(model, id)? else {
         return Ok(None);
     };
@@ -125,80 +156,93 @@ fn fold_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     {
         return Ok(None);
     }
-    let out_rank = out_fact.rank();
     let c_axis = conv
         .pool_spec
         .data_format
         .shape(out_fact.shape.to_tvec())?
         .c_axis();
-    let op_shape = operand.shape();
-    if op_shape.len() > out_rank {
+    if !per_channel_on(operand.shape(), out_fact.rank(), c_axis, channels) {
         return Ok(None);
     }
-    let lead = out_rank - op_shape.len();
-    let per_channel = op_shape.iter().enumerate().all(|(ax, &d)| {
+    Ok(Some(ChannelOp {
+        conv,
+        kernel,
+        bias,
+        succ,
+        is_add,
+        operand,
+    }))
+}
+
+/// Whether a constant of `shape`, broadcast against an output of rank
+/// `out_rank`, holds `channels` values (or one) on axis `c_axis` and one
+/// on every other axis.
+fn per_channel_on(shape: &[usize], out_rank: usize, c_axis: usize, channels: usize) -> bool {
+    if shape.len() > out_rank {
+        return false;
+    }
+    let lead = out_rank - shape.len();
+    shape.iter().enumerate().all(|(ax, &d)| {
         if ax + lead == c_axis {
             d == channels || d == 1
         } else {
             d == 1
         }
-    });
-    if !per_channel {
-        return Ok(None);
-    }
-    let values: Vec<f32> = operand
-        .to_plain_array_view::<f32>()?
-        .iter()
-        .copied()
-        .collect();
-    let value = |c: usize| {
-        if values.len() == 1 {
-            values[0]
-        } else {
-            values[c]
-        }
-    };
-    let old_bias: Vec<f32> = bias.to_plain_array_view::<f32>()?.iter().copied().collect();
+    })
+}
+
+/// The convolution's kernel and bias with `op` folded in: its operand
+/// added to the bias, or multiplied into the bias and the kernel's output
+/// channels; `None` if their shapes do not allow it.
+fn folded_weights(op: &ChannelOp) -> TractResult<Option<(Tensor, Tensor)>> {
+    let channels = op.conv.output_channels();
+    let values = plain_f32(&op.operand)?;
+    let old_bias = plain_f32(&op.bias)?;
     if old_bias.len() != channels && old_bias.len() != 1 {
         return Ok(None);
     }
-    let old = |c: usize| {
-        if old_bias.len() == 1 {
-            old_bias[0]
-        } else {
-            old_bias[c]
-        }
-    };
-
     let new_bias: Vec<f32> = (0..channels)
         .map(|c| {
-            if is_add {
-                old(c) + value(c)
+            let (old, value) = (channel(&old_bias, c), channel(&values, c));
+            if op.is_add {
+                old + value
             } else {
-                old(c) * value(c)
+                old * value
             }
         })
         .collect();
     let new_bias = Tensor::from_shape(&[channels], &new_bias)?;
-    let mut new_kernel = kernel.into_tensor();
-    if !is_add {
-        let o_axis = conv.kernel_fmt.o_axis(new_kernel.shape());
+    let mut new_kernel = op.kernel.clone().into_tensor();
+    if !op.is_add {
+        let o_axis = op.conv.kernel_fmt.o_axis(new_kernel.shape());
         if new_kernel.shape()[o_axis] != channels {
             return Ok(None);
         }
         let mut view = new_kernel.to_plain_array_view_mut::<f32>()?;
         for (c, mut lane) in view.axis_iter_mut(tract_ndarray::Axis(o_axis)).enumerate() {
-            lane.mapv_inplace(|k| k * value(c));
+            lane.mapv_inplace(|k| k * channel(&values, c));
         }
     }
+    Ok(Some((new_kernel, new_bias)))
+}
 
-    let mut patch = TypedModelPatch::default();
-    let input = patch.tap_model(model, node.inputs[0])?;
-    let kernel = patch.add_const(format!("{}.folded_kernel", node.name), new_kernel)?;
-    let bias = patch.add_const(format!("{}.folded_bias", node.name), new_bias)?;
-    let wire = patch.wire_node(&node.name, conv.clone(), &[input, kernel, bias])?[0];
-    patch.shunt_outside(model, succ.id.into(), wire)?;
-    Ok(Some(patch))
+/// An f32 tensor's values, in order.
+fn plain_f32(tensor: &Tensor) -> TractResult<Vec<f32>> {
+    Ok(tensor
+        .to_plain_array_view::<f32>()?
+        .iter()
+        .copied()
+        .collect())
+}
+
+/// Channel `c`'s value of a per-channel constant that holds one value per
+/// channel, or one for all.
+fn channel(values: &[f32], c: usize) -> f32 {
+    if values.len() == 1 {
+        values[0]
+    } else {
+        values[c]
+    }
 }
 
 /// Replaces every depthwise convolution followed only by a clamp (`Max`
@@ -255,7 +299,40 @@ fn clamp_pair_after(model: &TypedModel, id: usize) -> TractResult<Option<(f32, f
     Ok(Some((low, high, second_id)))
 }
 
+/// The patch replacing node `id` and the clamp after it by one
+/// `DepthwiseClip`, if `id` is a depthwise convolution that op computes and
+/// a clamp is its only consumer.
 fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let Some((conv, input_shape)) = clip_fusable_depthwise(model, id)? else {
+        return Ok(None);
+    };
+    let Some((low, high, second_id)) = clamp_pair_after(model, id)? else {
+        return Ok(None);
+    };
+    let Some(op) = depthwise_clip(conv, input_shape, low, high) else {
+        return Ok(None);
+    };
+    let end_fact = model.outlet_fact(OutletId::new(second_id, 0))?;
+    if end_fact.shape.as_concrete() != Some(&*op.output_shape()) {
+        return Ok(None);
+    }
+    let node = model.node(id);
+    let mut patch = TypedModelPatch::default();
+    let data = patch.tap_model(model, node.inputs[0])?;
+    let k = patch.tap_model(model, node.inputs[1])?;
+    let b = patch.tap_model(model, node.inputs[2])?;
+    let wire = patch.wire_node(format!("{}.clip", node.name), op, &[data, k, b])?;
+    patch.shunt_outside(model, OutletId::new(second_id, 0), wire[0])?;
+    Ok(Some(patch))
+}
+
+/// Node `id` as a depthwise convolution `DepthwiseClip` computes (2-D,
+/// NHWC with a batch of 1 or HWC, HWIO kernel, no dilation, f32 constant
+/// weights, a concrete input shape): the op and its input's shape.
+fn clip_fusable_depthwise(
+    model: &TypedModel,
+    id: usize,
+) -> TractResult<Option<(&Conv, Vec<usize>)>> {
     let node = model.node(id);
     let Some((conv, kernel, bias)) = const_depthwise(model, id)? else {
         return Ok(None);
@@ -288,36 +365,26 @@ fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
     {
         return Ok(None);
     }
-    let Some((low, high, second_id)) = clamp_pair_after(model, id)? else {
-        return Ok(None);
-    };
+    Ok(Some((conv, input_shape)))
+}
+
+/// The `DepthwiseClip` computing `conv` over an input of `input_shape`
+/// clamped to `low..=high`; `None` for a padding it does not do.
+fn depthwise_clip(
+    conv: &Conv,
+    input_shape: Vec<usize>,
+    low: f32,
+    high: f32,
+) -> Option<crate::inference::rewrite::fused::DepthwiseClip> {
+    let spec = &conv.pool_spec;
     let n = input_shape.len();
     let (h, w) = (input_shape[n - 3], input_shape[n - 2]);
     let (kh, kw) = (spec.kernel_shape[0], spec.kernel_shape[1]);
     let strides = spec.strides.clone().unwrap_or_else(|| tvec!(1, 1));
     let (sh, sw) = (strides[0], strides[1]);
-    // (output size, padding before) of one axis.
-    let axis = |size: usize, k: usize, s: usize, axis: usize| -> Option<(usize, usize)> {
-        match &spec.padding {
-            PaddingSpec::Valid => (size >= k).then(|| ((size - k) / s + 1, 0)),
-            PaddingSpec::SameUpper => {
-                let out = size.div_ceil(s);
-                let total = ((out - 1) * s + k).saturating_sub(size);
-                Some((out, total / 2))
-            }
-            PaddingSpec::Explicit(before, after) => {
-                let padded = size + before[axis] + after[axis];
-                (padded >= k).then(|| ((padded - k) / s + 1, before[axis]))
-            }
-            _ => None,
-        }
-    };
-    let (Some((out_h, pad_top)), Some((out_w, pad_left))) =
-        (axis(h, kh, sh, 0), axis(w, kw, sw, 1))
-    else {
-        return Ok(None);
-    };
-    let op = crate::inference::rewrite::fused::DepthwiseClip {
+    let (out_h, pad_top) = out_and_pad(&spec.padding, h, kh, sh, 0)?;
+    let (out_w, pad_left) = out_and_pad(&spec.padding, w, kw, sw, 1)?;
+    Some(crate::inference::rewrite::fused::DepthwiseClip {
         input_shape,
         kernel_h: kh,
         kernel_w: kw,
@@ -329,18 +396,32 @@ fn fuse_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch
         out_w,
         low: low.to_bits(),
         high: high.to_bits(),
-    };
-    let end_fact = model.outlet_fact(OutletId::new(second_id, 0))?;
-    if end_fact.shape.as_concrete() != Some(&*op.output_shape()) {
-        return Ok(None);
+    })
+}
+
+/// (output size, padding before) of spatial axis `axis` under `padding`,
+/// for an input of `size`, a kernel of `k` and a stride of `s`; `None` for
+/// a padding `DepthwiseClip` does not do.
+fn out_and_pad(
+    padding: &PaddingSpec,
+    size: usize,
+    k: usize,
+    s: usize,
+    axis: usize,
+) -> Option<(usize, usize)> {
+    match padding {
+        PaddingSpec::Valid => (size >= k).then(|| ((size - k) / s + 1, 0)),
+        PaddingSpec::SameUpper => {
+            let out = size.div_ceil(s);
+            let total = ((out - 1) * s + k).saturating_sub(size);
+            Some((out, total / 2))
+        }
+        PaddingSpec::Explicit(before, after) => {
+            let padded = size + before[axis] + after[axis];
+            (padded >= k).then(|| ((padded - k) / s + 1, before[axis]))
+        }
+        _ => None,
     }
-    let mut patch = TypedModelPatch::default();
-    let data = patch.tap_model(model, node.inputs[0])?;
-    let k = patch.tap_model(model, node.inputs[1])?;
-    let b = patch.tap_model(model, node.inputs[2])?;
-    let wire = patch.wire_node(format!("{}.clip", node.name), op, &[data, k, b])?;
-    patch.shunt_outside(model, OutletId::new(second_id, 0), wire[0])?;
-    Ok(Some(patch))
 }
 
 /// Replaces every 1x1 convolution over channel-inner data with constant
@@ -356,7 +437,41 @@ pub fn fuse_pointwise(model: &mut TypedModel) -> TractResult<usize> {
     rewrite_all(model, pointwise_one)
 }
 
+/// The patch replacing node `id`, and the bias and clamp after it if they
+/// follow, by one `PointwiseClip`, if `id` is a 1x1 convolution that op
+/// computes.
 fn pointwise_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let Some((weights, out_shape)) = const_pointwise(model, id)? else {
+        return Ok(None);
+    };
+    let (n, k) = (weights.shape()[0], weights.shape()[1]);
+    let (bias, end) = bias_after(model, id, n)?;
+    let (low, high, end) = match clamp_pair_after(model, end)? {
+        Some((low, high, last)) => (low, high, last),
+        None => (f32::NEG_INFINITY, f32::INFINITY, end),
+    };
+    let plain = plain_f32(&weights)?;
+    let op = crate::inference::rewrite::fused::PointwiseClip {
+        output_shape: out_shape,
+        low,
+        high,
+        weights: Arc::new(x86_pointwise::Pointwise::new(&plain, &bias, n, k)),
+    };
+    let node = model.node(id);
+    let mut patch = TypedModelPatch::default();
+    let data = patch.tap_model(model, node.inputs[0])?;
+    let wire = patch.wire_node(format!("{}.pointwise", node.name), op, &[data])?;
+    patch.shunt_outside(model, OutletId::new(end, 0), wire[0])?;
+    Ok(Some(patch))
+}
+
+/// Node `id` as a 1x1 convolution `PointwiseClip` computes (an f32
+/// `EinSum` `HWI,OI->HWO`, with or without a batch of 1, constant weights
+/// `[n, k]`, concrete shapes): the weights and the output shape.
+fn const_pointwise(
+    model: &TypedModel,
+    id: usize,
+) -> TractResult<Option<(Arc<Tensor>, Vec<usize>)>> {
     let node = model.node(id);
     let Some(einsum) = node.op_as::<EinSum>() else {
         return Ok(None);
@@ -398,51 +513,33 @@ fn pointwise_one(model: &TypedModel, id: usize) -> TractResult<Option<TypedModel
     {
         return Ok(None);
     }
-    // The bias: a constant `Add` of one value per output channel.
-    let mut end = id;
-    let mut bias = vec![0f32; n];
-    if let Some((succ, bin, slot)) = sole_binary_successor(model, id)? {
-        let operand = model.outlet_fact(succ.inputs[1 - slot])?.konst.clone();
-        let same = model.outlet_fact(OutletId::new(succ.id, 0))?.shape == out_fact.shape;
-        if let (true, true, Some(b)) = (bin.0.is::<Add>(), same, operand) {
-            let shape = b.shape();
-            let per_channel = b.datum_type() == f32::datum_type()
-                && shape.len() <= out_shape.len()
-                && shape.iter().rev().skip(1).all(|&d| d == 1)
-                && matches!(shape.last(), Some(&d) if d == n || d == 1);
-            if per_channel {
-                let values: Vec<f32> = b.to_plain_array_view::<f32>()?.iter().copied().collect();
-                for (o, v) in bias.iter_mut().enumerate() {
-                    *v = if values.len() == 1 {
-                        values[0]
-                    } else {
-                        values[o]
-                    };
-                }
-                end = succ.id;
-            }
-        }
+    Ok(Some((weights, out_shape.to_vec())))
+}
+
+/// The bias after node `id` (with `n` output channels, last): a constant
+/// `Add` of one value per channel, or of one for all, that is its only
+/// consumer. That bias and the `Add`, or zeros and `id` itself.
+fn bias_after(model: &TypedModel, id: usize, n: usize) -> TractResult<(Vec<f32>, usize)> {
+    let none = (vec![0f32; n], id);
+    let Some((succ, bin, slot)) = sole_binary_successor(model, id)? else {
+        return Ok(none);
+    };
+    let out_fact = model.outlet_fact(OutletId::new(id, 0))?;
+    let operand = model.outlet_fact(succ.inputs[1 - slot])?.konst.clone();
+    let same = model.outlet_fact(OutletId::new(succ.id, 0))?.shape == out_fact.shape;
+    let (true, true, Some(b)) = (bin.0.is::<Add>(), same, operand) else {
+        return Ok(none);
+    };
+    let shape = b.shape();
+    let per_channel = b.datum_type() == f32::datum_type()
+        && shape.len() <= out_fact.rank()
+        && shape.iter().rev().skip(1).all(|&d| d == 1)
+        && matches!(shape.last(), Some(&d) if d == n || d == 1);
+    if !per_channel {
+        return Ok(none);
     }
-    let (low, high, end) = match clamp_pair_after(model, end)? {
-        Some((low, high, last)) => (low, high, last),
-        None => (f32::NEG_INFINITY, f32::INFINITY, end),
-    };
-    let plain: Vec<f32> = weights
-        .to_plain_array_view::<f32>()?
-        .iter()
-        .copied()
-        .collect();
-    let op = crate::inference::rewrite::fused::PointwiseClip {
-        output_shape: out_shape.to_vec(),
-        low,
-        high,
-        weights: Arc::new(x86_pointwise::Pointwise::new(&plain, &bias, n, k)),
-    };
-    let mut patch = TypedModelPatch::default();
-    let data = patch.tap_model(model, node.inputs[0])?;
-    let wire = patch.wire_node(format!("{}.pointwise", node.name), op, &[data])?;
-    patch.shunt_outside(model, OutletId::new(end, 0), wire[0])?;
-    Ok(Some(patch))
+    let values = plain_f32(&b)?;
+    Ok(((0..n).map(|o| channel(&values, o)).collect(), succ.id))
 }
 
 #[cfg(test)]

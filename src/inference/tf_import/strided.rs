@@ -12,11 +12,34 @@ pub(super) fn strided_new_axes(
     node: &mut NodeDef,
     constants: &Constants,
 ) -> Result<Option<Vec<NodeDef>>, String> {
-    let mask = |k: &str| node.get_attr_opt_int::<i64>(k).ok().flatten().unwrap_or(0);
-    let (new_axis, ellipsis) = (mask("new_axis_mask"), mask("ellipsis_mask"));
+    let (new_axis, ellipsis) = (mask(node, "new_axis_mask"), mask(node, "ellipsis_mask"));
     if new_axis == 0 && ellipsis == 0 {
         return Ok(None);
     }
+    let vectors = slice_vectors(node, constants)?;
+    let n = vectors[0].len();
+    if ellipsis != 0 && ellipsis != 1 << (n - 1) {
+        return Err("an ellipsis before the last index is not supported".into());
+    }
+    let plain = PlainSlice::of(node, &vectors, new_axis, ellipsis);
+    let name = node.name.clone();
+    let sliced = format!("{name}/predictd_slice");
+    let mut added = respell_slice(node, &plain, &sliced)?;
+    added.extend(expand_dims(&name, sliced, &plain.new_dims)?);
+    if plain.new_dims.is_empty() {
+        // Only a trailing ellipsis: the slice keeps its name.
+        node.name = name;
+    }
+    Ok(Some(added))
+}
+
+/// The mask attribute `k` of `node`, 0 when it has none.
+fn mask(node: &NodeDef, k: &str) -> i64 {
+    node.get_attr_opt_int::<i64>(k).ok().flatten().unwrap_or(0)
+}
+
+/// The slice's begin, end and strides, which must be constants.
+fn slice_vectors(node: &NodeDef, constants: &Constants) -> Result<[Vec<i64>; 3], String> {
     if node.input.len() != 4 {
         return Err("StridedSlice without begin, end and strides".into());
     }
@@ -25,45 +48,80 @@ pub(super) fn strided_new_axes(
             .ints(&node.input[i])
             .ok_or_else(|| "begin, end and strides must be constants".to_string())
     };
-    let (begin, end, strides) = (vector(1)?, vector(2)?, vector(3)?);
-    let n = begin.len();
-    if ellipsis != 0 && ellipsis != 1 << (n - 1) {
-        return Err("an ellipsis before the last index is not supported".into());
+    Ok([vector(1)?, vector(2)?, vector(3)?])
+}
+
+/// The slice without its new axes and ellipsis: the begin, end and stride
+/// of each index left, the masks renumbered to those indices, and where
+/// the new axes go in the output.
+struct PlainSlice {
+    begin: Vec<i64>,
+    end: Vec<i64>,
+    strides: Vec<i64>,
+    begin_mask: i64,
+    end_mask: i64,
+    shrink: i64,
+    /// The output axis of each new axis, in order.
+    new_dims: Vec<i64>,
+}
+
+impl PlainSlice {
+    /// The plain slice of `node`, whose begin, end and strides are
+    /// `vectors`.
+    fn of(node: &NodeDef, vectors: &[Vec<i64>; 3], new_axis: i64, ellipsis: i64) -> PlainSlice {
+        let [begin, end, strides] = vectors;
+        let mut plain = PlainSlice {
+            begin: Vec::new(),
+            end: Vec::new(),
+            strides: Vec::new(),
+            begin_mask: 0,
+            end_mask: 0,
+            shrink: 0,
+            new_dims: Vec::new(),
+        };
+        let mut out_axis = 0i64;
+        for j in 0..begin.len() {
+            let bit = 1i64 << j;
+            if ellipsis & bit != 0 {
+                continue;
+            }
+            if new_axis & bit != 0 {
+                plain.new_dims.push(out_axis);
+                out_axis += 1;
+                continue;
+            }
+            let k = plain.begin.len() as i64;
+            plain.begin.push(begin[j]);
+            plain.end.push(end[j]);
+            plain.strides.push(strides[j]);
+            if mask(node, "begin_mask") & bit != 0 {
+                plain.begin_mask |= 1 << k;
+            }
+            if mask(node, "end_mask") & bit != 0 {
+                plain.end_mask |= 1 << k;
+            }
+            if mask(node, "shrink_axis_mask") & bit != 0 {
+                plain.shrink |= 1 << k;
+            } else {
+                out_axis += 1;
+            }
+        }
+        plain
     }
-    let (mut b, mut e, mut s) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut begin_mask, mut end_mask, mut shrink) = (0i64, 0i64, 0i64);
-    let mut new_dims = Vec::new();
-    let mut out_axis = 0i64;
-    for j in 0..n {
-        let bit = 1i64 << j;
-        if ellipsis & bit != 0 {
-            continue;
-        }
-        if new_axis & bit != 0 {
-            new_dims.push(out_axis);
-            out_axis += 1;
-            continue;
-        }
-        let k = b.len() as i64;
-        b.push(begin[j]);
-        e.push(end[j]);
-        s.push(strides[j]);
-        if mask("begin_mask") & bit != 0 {
-            begin_mask |= 1 << k;
-        }
-        if mask("end_mask") & bit != 0 {
-            end_mask |= 1 << k;
-        }
-        if mask("shrink_axis_mask") & bit != 0 {
-            shrink |= 1 << k;
-        } else {
-            out_axis += 1;
-        }
-    }
-    let name = node.name.clone();
-    let sliced = format!("{name}/predictd_slice");
+}
+
+/// Makes `node` the plain slice, named `sliced`; returns the int32
+/// constants of its begin, end and strides.
+fn respell_slice(
+    node: &mut NodeDef,
+    plain: &PlainSlice,
+    sliced: &str,
+) -> Result<Vec<NodeDef>, String> {
     let mut added = Vec::new();
-    for (i, values) in [b, e, s].into_iter().enumerate() {
+    for (i, values) in [&plain.begin, &plain.end, &plain.strides]
+        .into_iter()
+        .enumerate()
+    {
         let t = tract_tensorflow::tract_hir::prelude::tensor1(
             &values.iter().map(|v| *v as i32).collect::<Vec<_>>(),
         );
@@ -71,17 +129,24 @@ pub(super) fn strided_new_axes(
         added.push(const_node(&cname, &t).map_err(|e| e.to_string())?);
         node.input[i + 1] = cname;
     }
-    node.name = sliced.clone();
+    node.name = sliced.to_string();
     node.attr
-        .insert("begin_mask".into(), AttrValue::from(begin_mask));
+        .insert("begin_mask".into(), AttrValue::from(plain.begin_mask));
     node.attr
-        .insert("end_mask".into(), AttrValue::from(end_mask));
+        .insert("end_mask".into(), AttrValue::from(plain.end_mask));
     node.attr
-        .insert("shrink_axis_mask".into(), AttrValue::from(shrink));
+        .insert("shrink_axis_mask".into(), AttrValue::from(plain.shrink));
     node.attr
         .insert("new_axis_mask".into(), AttrValue::from(0i64));
     node.attr
         .insert("ellipsis_mask".into(), AttrValue::from(0i64));
+    Ok(added)
+}
+
+/// One `ExpandDims` per new axis, each after its axis constant, the first
+/// reading `sliced` and the last named `name`.
+fn expand_dims(name: &str, sliced: String, new_dims: &[i64]) -> Result<Vec<NodeDef>, String> {
+    let mut added = Vec::new();
     let mut from = sliced;
     for (k, dim) in new_dims.iter().enumerate() {
         let axis = format!("{name}/predictd_axis{k}");
@@ -93,7 +158,7 @@ pub(super) fn strided_new_axes(
             .map_err(|e| e.to_string())?,
         );
         let out = if k + 1 == new_dims.len() {
-            name.clone()
+            name.to_string()
         } else {
             format!("{name}/predictd_expand{k}")
         };
@@ -109,9 +174,5 @@ pub(super) fn strided_new_axes(
         added.push(expand);
         from = out;
     }
-    if new_dims.is_empty() {
-        // Only a trailing ellipsis: the slice keeps its name.
-        node.name = name;
-    }
-    Ok(Some(added))
+    Ok(added)
 }

@@ -24,7 +24,7 @@ mod stats;
 use recent::{Held, Recent};
 use serde::{Deserialize, Serialize};
 use stats::Stats;
-pub use stats::{ModelReport, Rates, StatsReport, VersionStats};
+pub use stats::{ModelReport, StatsReport, VersionStats};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -181,11 +181,6 @@ impl FeedbackStore {
         ))
     }
 
-    /// The log file, if any.
-    pub fn log_path(&self) -> Option<PathBuf> {
-        lock(&self.log).as_ref().map(|(p, _)| p.clone())
-    }
-
     /// Remembers a served prediction and counts it.
     pub fn record_prediction(&self, id: &str, offers: Vec<Offer>) {
         {
@@ -233,6 +228,7 @@ impl FeedbackStore {
     }
 
     /// How many (prediction, model) choices are held for changes of mind.
+    #[cfg(test)]
     pub fn choices_held(&self) -> usize {
         lock(&self.stats).latest.len()
     }
@@ -324,6 +320,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use super::stats::Rates;
     use super::*;
 
     fn offer(model: &str, version: &str, top: &[u32]) -> Offer {
