@@ -18,6 +18,8 @@ for want in ./usr/bin/predictd \
             ./usr/share/predictd/labels/themes.txt \
             ./usr/share/predictd/labels/colors.txt \
             ./etc/predictd/predictd.toml \
+            ./usr/share/doc/predictd/README.md \
+            ./usr/share/doc/predictd/docs/configuration.md \
             ./usr/lib/systemd/system/predictd.service; do
     grep -qx "$want" <<<"$files" || { echo "check-deb: missing $want" >&2; echo "$files" >&2; exit 1; }
 done

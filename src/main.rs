@@ -3,7 +3,7 @@
 /// jemalloc for all of the daemon's memory, Rust's and libjpeg's (it
 /// replaces `malloc` too): glibc's malloc kept the memory a reload frees
 /// and resident memory climbed under reloads with load (see
-/// `predictd::daemon::memory` and the README's soak).
+/// `predictd::daemon::memory` and the soak in docs/speed.md, Memory).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

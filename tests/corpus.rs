@@ -33,7 +33,7 @@ struct Case {
     code: String,
     why: String,
     /// What the daemon answers today instead, for a gap listed in the
-    /// README: accepted exactly, and a failure once the gap is closed so the
+    /// docs/not-done-yet.md: accepted exactly, and a failure once the gap is closed so the
     /// case gets updated.
     #[serde(default)]
     known_gap: Option<Gap>,
@@ -285,7 +285,7 @@ fn every_corpus_case_gets_its_exact_answer_and_the_daemon_survives() {
     }
     println!("daemon peak RSS at the end: {} MiB", peak / 1024);
     println!(
-        "known gaps (answered as the README says): {}",
+        "known gaps (answered as docs/not-done-yet.md says): {}",
         gaps.join(", ")
     );
     assert!(

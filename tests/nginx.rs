@@ -57,7 +57,7 @@ impl Nginx {
         let d = dir.path().display();
         // As root, workers would otherwise run as nobody, who cannot open
         // the test's sockets; a packaged nginx runs as www-data, put in the
-        // sockets' group (README.md, "Scale-out").
+        // sockets' group (docs/scale-out.md).
         let user = if nix::unistd::getuid().is_root() {
             "user root root;"
         } else {

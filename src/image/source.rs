@@ -10,7 +10,7 @@
 //!   DCT scale (one entropy pass, the inverse DCT mostly skipped: 1/8 of a
 //!   12 MP photo is ~0.2 MP), kept for the next click. The last step to the
 //!   input's size is still an average of pixels, and the labelled photos'
-//!   accuracy is the same as from full-size pixels (README, Accuracy);
+//!   accuracy is the same as from full-size pixels (docs/models.md, Accuracy);
 //! - a small window reads a *rectangle* decoded at full size around it;
 //! - a window that is a large part of a photo too small to scale (a 640 px
 //!   picture's 80%) reads the full-size plane, kept like the others.

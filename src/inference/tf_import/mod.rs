@@ -223,7 +223,7 @@ pub fn tally_unsupported<'a>(
 }
 
 /// Declutters `model` as tract does, unless tract's `ChangeAxes` pass
-/// fails on it: then the same passes without that one (README, "Graphs
+/// fails on it: then the same passes without that one (docs/configuration.md, "Graphs
 /// users bring": a convolution whose bias tract has reshaped to `[1, C]`
 /// cannot lose its batch axis). Returns the declutter that worked, for the
 /// later passes to run again.
