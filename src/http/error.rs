@@ -248,6 +248,12 @@ mod tests {
         );
         let e: ApiError = PredictError::UnknownModel("x".into()).into();
         assert_eq!(e.status_and_code().0, StatusCode::NOT_FOUND);
+        // A decoder that panicked (predict::panic_reason) is a 500.
+        let e: ApiError = PredictError::Internal("panic: bad huffman table".into()).into();
+        assert_eq!(
+            e.status_and_code(),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
         let resp = ApiError::RateLimited(Duration::from_millis(2100)).into_response();
         assert_eq!(resp.headers()["retry-after"], "3");
         let resp = ApiError::RateLimited(Duration::from_millis(40)).into_response();

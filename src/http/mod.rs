@@ -5,7 +5,6 @@
 pub mod error;
 pub mod input;
 pub mod peer;
-pub mod ratelimit;
 pub mod router;
 pub mod routes;
 pub mod server;

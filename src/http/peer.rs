@@ -3,7 +3,7 @@
 //! use which route, and the per-caller limits (rate, connections).
 
 use crate::http::error::ApiError;
-use crate::http::ratelimit::{Caller, ConnectionSlot};
+use crate::service::ratelimit::{Caller, ConnectionSlot};
 use crate::service::state::State;
 use hyper::Request;
 use std::net::SocketAddr;

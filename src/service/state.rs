@@ -9,7 +9,7 @@
 //! Nothing here knows HTTP.
 
 use crate::config::{Config, ConfigError};
-use crate::http::ratelimit::{ConnectionCounts, RateLimiter};
+use crate::service::ratelimit::{ConnectionCounts, RateLimiter};
 use crate::image::cache::ImageCache;
 use crate::image::PixelBudget;
 use crate::inference::{ModelError, Registry};

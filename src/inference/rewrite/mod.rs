@@ -3,3 +3,5 @@
 
 pub mod fold;
 pub mod fused;
+#[cfg(test)]
+mod fold_old;
