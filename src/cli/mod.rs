@@ -1,6 +1,6 @@
 //! The command line: parse with clap, run a subcommand (one file each),
 //! map every error to a sysexits-style exit code in one place
-//! ([`error`]). `serve` is the composition root of the daemon.
+//! (`error.rs`). `serve` is the composition root of the daemon.
 
 mod bench;
 mod check;
