@@ -244,33 +244,3 @@ pub fn declutter(model: &mut TypedModel) -> TractResult<Optimizer> {
         Err(e) => Err(e),
     }
 }
-
-#[cfg(test)]
-mod tmp_dump {
-    #[test]
-    fn tmp_dump_prepared_graphs() {
-        let Ok(dir) = std::env::var("TF_DUMP_DIR") else { return };
-        std::fs::create_dir_all(&dir).unwrap();
-        let tf = super::framework();
-        for manifest in ["tests/fixtures/zoo/manifest.json", "tests/fixtures/zoo/ops/manifest.json", "tests/fixtures/golden/manifest.json"] {
-            let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
-            for e in m.as_array().unwrap() {
-                if e.get("format").and_then(|f| f.as_str()) == Some("onnx") { continue; }
-                let path = e["graph"].as_str().unwrap();
-                if !path.ends_with(".pb") { continue; }
-                let bytes = std::fs::read(path).unwrap();
-                let mut g = tf.read_frozen_model(&mut &bytes[..]).unwrap();
-                let r = super::prepare(&mut g, &tf, e["input"].as_str().unwrap(), e["output"].as_str().unwrap());
-                let mut out = format!("{:?}\n", r.map_err(|e| e.to_string()));
-                for n in &g.node {
-                    out += &format!("{} {} {:?}\n", n.name, n.op, n.input);
-                    let mut attrs: Vec<_> = n.attr.iter().collect();
-                    attrs.sort_by(|a, b| a.0.cmp(b.0));
-                    for (k, v) in attrs { out += &format!("  {k} = {v:?}\n"); }
-                }
-                let name = path.replace('/', "_");
-                std::fs::write(format!("{dir}/{name}.txt"), out).unwrap();
-            }
-        }
-    }
-}
