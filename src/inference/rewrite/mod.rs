@@ -3,5 +3,3 @@
 
 pub mod fold;
 pub mod fused;
-#[cfg(test)]
-mod fold_old;
