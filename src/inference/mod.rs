@@ -12,16 +12,19 @@
 //! - [`rewrite`]: predictd's graph passes and fused operators.
 
 mod error;
-pub mod inspect;
-pub mod load;
-pub mod onnx_import;
-pub mod preprocess;
-pub mod registry;
+pub(crate) mod inspect;
+pub(crate) mod load;
+pub(crate) mod onnx_import;
+pub(crate) mod preprocess;
+pub(crate) mod registry;
 pub mod rewrite;
-pub mod tf_import;
-pub mod worker;
+pub(crate) mod tf_import;
+pub(crate) mod worker;
 
+// What tools, examples and tests use: a plan run alone, without workers.
 pub use error::ModelError;
-pub use load::{depthwise_kernel, kernels, optimized_plan, run_raw, run_raw_timed};
-pub use registry::{alive, Model, ModelInfo, Registry};
-pub use worker::{executor_for, run_on, top_labels, Inference};
+pub use load::{depthwise_kernel, kernels, optimized_plan, run_raw, run_raw_timed, Plan};
+pub use worker::{executor_for, run_on};
+
+pub(crate) use registry::{alive, Model, ModelInfo, Registry};
+pub(crate) use worker::{top_labels, Inference};

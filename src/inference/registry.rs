@@ -74,13 +74,6 @@ impl Model {
         }
     }
 
-    /// Runs one inference and waits for it.
-    pub async fn infer(&self, view: View, x: u32, y: u32) -> Result<Inference, ModelError> {
-        let rx = self.submit(view, x, y)?;
-        rx.await
-            .map_err(|_| ModelError::Gone(self.info.name.clone()))?
-    }
-
     /// Jobs waiting for a worker.
     pub fn queue_depth(&self) -> usize {
         self.jobs.len()
@@ -90,7 +83,6 @@ impl Model {
 /// Every configured model, loaded.
 pub struct Registry {
     pub models: Vec<Arc<Model>>,
-    pub loaded_at: SystemTime,
 }
 
 /// Registries built and not yet dropped: 1 in service, more only while
@@ -144,10 +136,7 @@ impl Registry {
             return Err(e);
         }
         REGISTRIES_ALIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let registry = Registry {
-            models,
-            loaded_at: SystemTime::now(),
-        };
+        let registry = Registry { models };
         registry.self_test()?;
         Ok(registry)
     }

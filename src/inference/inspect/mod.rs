@@ -18,7 +18,7 @@
 mod onnx;
 mod tf;
 
-pub use tf::{inspect, report, Candidate, Feed, Inspection, Placeholder};
+pub use tf::report;
 
 use crate::inference::tf_import::UnsupportedOp;
 use std::fmt::Write;
