@@ -32,16 +32,103 @@ fn check_passes_on_the_shipped_models() {
         .unwrap_or_else(|| panic!("no kernels line: {out}"));
     assert!(
         [
-            "depthwise=avx512f",
-            "depthwise=avx2_fma",
-            "depthwise=portable"
+            "family=avx512 depthwise=avx512f pointwise=avx512f",
+            "family=avx2 depthwise=avx2_fma pointwise=avx2_fma",
+            "family=portable depthwise=portable pointwise=portable"
         ]
-        .iter()
-        .any(|k| kernels.contains(k))
-            && ["pointwise=avx512f", "pointwise=tract"]
-                .iter()
-                .any(|k| kernels.contains(k)),
+        .contains(&kernels),
         "{kernels}"
+    );
+}
+
+fn run_with_kernels(family: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(root())
+        .env("PREDICTD_KERNELS", family)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `PREDICTD_KERNELS` forces a kernel family: `check` names it, every
+/// family this machine runs gives the same predictions (within rounding),
+/// and an unknown family, or one the CPU cannot run, stops at start.
+#[test]
+fn kernel_families_are_chosen_by_the_environment() {
+    let has = |f: &str| {
+        #[cfg(target_arch = "x86_64")]
+        match f {
+            "avx512" => std::arch::is_x86_feature_detected!("avx512f"),
+            "avx2" => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            _ => true,
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        matches!(f, "portable" | "tract")
+    };
+    let img = root().join("tests/fixtures/photos/skimage-coffee.jpg");
+    let predict = |family: &str| {
+        let (code, out, err) = run_with_kernels(
+            family,
+            &[
+                "predict",
+                "--json",
+                "--x",
+                "300",
+                "--y",
+                "200",
+                img.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{family}: {err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
+    let reference = predict("tract");
+    for (family, line) in [
+        (
+            "avx512",
+            "family=avx512 depthwise=avx512f pointwise=avx512f",
+        ),
+        ("avx2", "family=avx2 depthwise=avx2_fma pointwise=avx2_fma"),
+        (
+            "portable",
+            "family=portable depthwise=portable pointwise=portable",
+        ),
+        ("tract", "family=tract depthwise="),
+    ] {
+        let (code, out, err) = run_with_kernels(family, &["check"]);
+        if !has(family) {
+            assert_eq!(code, 78, "{family} on a CPU without it: {out}{err}");
+            assert!(err.contains("this CPU lacks"), "{err}");
+            continue;
+        }
+        assert_eq!(code, 0, "{family}: {err}");
+        assert!(out.contains(&format!("kernels {line}")), "{family}: {out}");
+        let got = predict(family);
+        for model in ["color", "theme"] {
+            let (a, b) = (&got["predictions"][model], &reference["predictions"][model]);
+            assert_eq!(a[0]["label"], b[0]["label"], "{family} {model}: {a} vs {b}");
+            for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+                let (x, y) = (
+                    x["probability"].as_f64().unwrap(),
+                    y["probability"].as_f64().unwrap(),
+                );
+                assert!((x - y).abs() < 1e-3, "{family} {model}: {a} vs {b}");
+            }
+        }
+    }
+    let (code, _, err) = run_with_kernels("sse9", &["check"]);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("\"sse9\" is no kernel family (avx512, avx2, portable or tract)"),
+        "{err}"
     );
 }
 

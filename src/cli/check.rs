@@ -18,7 +18,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let _ = logging::init_stderr();
     let config = Config::load(absolute(args.config).as_deref())?;
     let registry = Registry::load(&config)?;
-    println!("kernels {}", crate::inference::kernels());
+    println!("kernels {}", crate::inference::kernels::describe());
     for m in &registry.models {
         println!(
             "ok {} {} {} labels, input {:?}, loaded in {:.0} ms",

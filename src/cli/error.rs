@@ -60,7 +60,7 @@ pub(super) const EX_SOFTWARE: u8 = 70;
 pub(super) const EX_OSERR: u8 = 71;
 pub(super) const EX_CANTCREAT: u8 = 73;
 pub(super) const EX_TEMPFAIL: u8 = 75;
-pub(super) const EX_CONFIG: u8 = 78;
+pub(crate) const EX_CONFIG: u8 = 78;
 
 impl CliError {
     /// The one place errors become exit codes.

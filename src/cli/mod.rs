@@ -73,6 +73,11 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    // The kernel family, before anything looks at the machine for tract.
+    if let Err(e) = crate::inference::kernels::init() {
+        eprintln!("predictd: {e}");
+        return ExitCode::from(error::EX_CONFIG);
+    }
     let code = match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

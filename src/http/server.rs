@@ -126,7 +126,7 @@ pub async fn run(
         "start: pid={} socket={} kernels: {}",
         std::process::id(),
         state.config().server.socket.display(),
-        crate::inference::kernels()
+        crate::inference::kernels::describe()
     );
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     listeners

@@ -89,7 +89,7 @@ pub(super) fn load_model(spec: &ModelConfig) -> Result<(Plan, ModelInfo, Vec<Str
 /// form is dropped as soon as the next is made, so that at most two are
 /// alive at once.
 fn build_plan(bytes: Vec<u8>, spec: &ModelConfig) -> TractResult<Plan> {
-    depthwise_kernel();
+    super::kernels::depthwise_kernel();
     let mut model = if crate::inference::onnx_import::is_onnx(&spec.graph) {
         crate::inference::onnx_import::model(&bytes, &spec.input, &spec.output)?
     } else {
@@ -106,12 +106,21 @@ fn build_plan(bytes: Vec<u8>, spec: &ModelConfig) -> TractResult<Plan> {
     model.set_input_fact(0, f32::fact(fed_shape(spec)).into())?;
     let mut model = model.into_typed()?;
     let declutter = crate::inference::tf_import::declutter(&mut model)?;
-    let folded = crate::inference::rewrite::fold::fold_depthwise_channel_ops(&mut model)?;
-    let fused = crate::inference::rewrite::fold::fuse_depthwise_clip(&mut model)?;
-    let pointwise = crate::inference::rewrite::fold::fuse_pointwise(&mut model)?;
+    // predictd's rewrites and fused ops, unless the `tract` kernel family
+    // asks for tract's plan as tract builds it.
+    let (folded, fused, pointwise) = if super::kernels::rewrites() {
+        use crate::inference::rewrite::fold;
+        (
+            fold::fold_depthwise_channel_ops(&mut model)?,
+            fold::fuse_depthwise_clip(&mut model)?,
+            fold::fuse_pointwise(&mut model)?,
+        )
+    } else {
+        (0, 0, 0)
+    };
     log::debug!(
         "model {}: {folded} per-channel operations folded into depthwise convolutions, \
-         {fused} clamps fused with theirs, {pointwise} 1x1 convolutions on the AVX-512F kernel",
+         {fused} clamps fused with theirs, {pointwise} 1x1 convolutions on predictd's kernel",
         spec.name
     );
     // Again after predictd's rewrites, as tract's into_optimized does.
@@ -125,37 +134,6 @@ fn build_plan(bytes: Vec<u8>, spec: &ModelConfig) -> TractResult<Plan> {
 /// that look inside it (the profiler, tests of the graph rewrites).
 pub fn optimized_plan(spec: &ModelConfig) -> Result<Plan, ModelError> {
     load_model(spec).map(|(plan, _, _)| plan)
-}
-
-/// The convolution kernels this machine runs, for the start-up log,
-/// `predictd check` and `benches/compare.sh`'s header: the depthwise one
-/// (`avx512f`, `avx2_fma` or `portable`) and the 1x1 one (predictd's
-/// `avx512f`, or tract's own matrix products).
-pub fn kernels() -> String {
-    let pointwise = if x86_pointwise::Pointwise::fast() {
-        "avx512f"
-    } else {
-        "tract"
-    };
-    let depthwise = match depthwise_kernel() {
-        x86_depthwise::AVX512F => "avx512f",
-        x86_depthwise::AVX2_FMA => "avx2_fma",
-        x86_depthwise::PORTABLE => "portable",
-        other => other,
-    };
-    format!("depthwise={depthwise} pointwise={pointwise}")
-}
-
-/// Names the NHWC depthwise kernel tract will run here (the first call
-/// logs it). Calling into `x86_depthwise` is also what keeps its kernels,
-/// registered with tract through `inventory`, in the binary.
-pub fn depthwise_kernel() -> &'static str {
-    static KERNEL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-    KERNEL.get_or_init(|| {
-        let name = x86_depthwise::ensure_linked().unwrap_or("none");
-        log::debug!("depthwise kernel: {name}");
-        name
-    })
 }
 
 /// Loads `spec`'s graph and runs it once on `input` (NHWC data), without

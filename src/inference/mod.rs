@@ -13,6 +13,7 @@
 
 mod error;
 pub(crate) mod inspect;
+pub mod kernels;
 pub(crate) mod load;
 pub(crate) mod onnx_import;
 pub(crate) mod preprocess;
@@ -23,7 +24,8 @@ pub(crate) mod worker;
 
 // What tools, examples and tests use: a plan run alone, without workers.
 pub use error::ModelError;
-pub use load::{depthwise_kernel, kernels, optimized_plan, run_raw, run_raw_timed, Plan};
+pub use kernels::depthwise_kernel;
+pub use load::{optimized_plan, run_raw, run_raw_timed, Plan};
 pub use worker::{executor_for, run_on};
 
 pub(crate) use registry::{alive, Model, ModelInfo, Registry};

@@ -13,10 +13,90 @@
 //! vector, then adds nothing more: the bias was the accumulators' start and
 //! the clamp is applied in registers before the only store.
 //!
-//! [`Pointwise::run`] uses the AVX-512F kernel when the machine has it and
-//! a plain loop otherwise ([`Pointwise::fast`] says which); callers that
-//! have a faster path of their own for machines without AVX-512 use this
-//! only where `fast()` is true.
+//! Three kernels compute it ([`Kernel`]): AVX-512F (the tile above),
+//! AVX2 + FMA (tiles of 6 positions x 2 vectors of 8 channels: 12
+//! accumulators, 2 weight vectors and a broadcast in the 16 registers),
+//! and a plain loop. [`Pointwise::run`] uses the kernel chosen for the
+//! process ([`set_kernel`]; by default the best the machine runs,
+//! [`Kernel::best`]).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// A kernel of this crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Needs AVX-512F.
+    Avx512f,
+    /// Needs AVX2 and FMA.
+    Avx2Fma,
+    /// Needs nothing: one multiply-add at a time.
+    Plain,
+}
+
+impl Kernel {
+    /// The name logs and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512f => "avx512f",
+            Kernel::Avx2Fma => "avx2_fma",
+            Kernel::Plain => "portable",
+        }
+    }
+
+    /// Whether this machine can run the kernel.
+    pub fn runs_here(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Kernel::Avx512f => std::arch::is_x86_feature_detected!("avx512f"),
+                Kernel::Avx2Fma => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+                Kernel::Plain => true,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Kernel::Plain
+        }
+    }
+
+    /// The fastest kernel this machine runs.
+    pub fn best() -> Kernel {
+        [Kernel::Avx512f, Kernel::Avx2Fma]
+            .into_iter()
+            .find(|k| k.runs_here())
+            .unwrap_or(Kernel::Plain)
+    }
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+}
+
+/// The process's kernel: 0 until chosen, then `Kernel::code`.
+static CHOSEN: AtomicU8 = AtomicU8::new(0);
+
+/// Chooses the kernel [`Pointwise::run`] uses from now on, or refuses one
+/// this machine cannot run (and keeps the one before).
+pub fn set_kernel(kernel: Kernel) -> Result<(), Kernel> {
+    if !kernel.runs_here() {
+        return Err(kernel);
+    }
+    CHOSEN.store(kernel.code(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// The kernel [`Pointwise::run`] uses: the one set, or the best.
+pub fn kernel() -> Kernel {
+    match CHOSEN.load(Ordering::Relaxed) {
+        1 => Kernel::Avx512f,
+        2 => Kernel::Avx2Fma,
+        3 => Kernel::Plain,
+        _ => Kernel::best(),
+    }
+}
 
 /// Output channels per packed panel: four vectors of 16.
 const PANEL: usize = 64;
@@ -68,22 +148,16 @@ impl Pointwise {
         self.n
     }
 
-    /// Whether [`run`](Self::run) uses the AVX-512F kernel here.
-    pub fn fast() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    }
-
     /// Computes `input.len() / k` positions (`input`: rows of `k`) into
     /// `output` (rows of `n`), clamped to `[low, high]` (infinite bounds for
-    /// no clamp).
+    /// no clamp), on the process's kernel ([`kernel`]).
     pub fn run(&self, input: &[f32], output: &mut [f32], low: f32, high: f32) {
+        self.run_on(kernel(), input, output, low, high)
+    }
+
+    /// Like [`run`](Self::run), on `with` (the plain loop where this
+    /// machine cannot run `with`).
+    pub fn run_on(&self, with: Kernel, input: &[f32], output: &mut [f32], low: f32, high: f32) {
         assert!(
             self.k > 0 && input.len().is_multiple_of(self.k),
             "whole input rows"
@@ -91,12 +165,21 @@ impl Pointwise {
         let m = input.len() / self.k;
         assert_eq!(output.len(), m * self.n, "one output row per input row");
         #[cfg(target_arch = "x86_64")]
-        if Self::fast() {
-            // SAFETY: AVX-512F is present (checked above); the slices'
-            // lengths were checked against m, k and n, and the panels and
-            // padded bias hold whole panels (see `x86::run`'s contract).
-            unsafe { x86::run(self, input, output, m, low, high) };
-            return;
+        match with {
+            Kernel::Avx512f if with.runs_here() => {
+                // SAFETY: AVX-512F is present (checked above); the slices'
+                // lengths were checked against m, k and n, and the panels
+                // and padded bias hold whole panels (`x86::run`'s contract).
+                unsafe { x86::run(self, input, output, m, low, high) };
+                return;
+            }
+            Kernel::Avx2Fma if with.runs_here() => {
+                // SAFETY: AVX2 and FMA are present (checked above); the same
+                // lengths as for the AVX-512F kernel (`avx2::run`'s contract).
+                unsafe { avx2::run(self, input, output, m, low, high) };
+                return;
+            }
+            _ => {}
         }
         self.run_plain(input, output, low, high);
     }
@@ -236,6 +319,133 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Pointwise, PANEL};
+    use std::arch::x86_64::*;
+
+    /// Positions per tile: 6 x 2 accumulators, 2 weight vectors and one
+    /// broadcast fill 15 of the 16 vector registers.
+    const P: usize = 6;
+
+    /// # Safety
+    /// AVX2 and FMA must be available; `input` holds `m * op.k` values and
+    /// `output` `m * op.n`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn run(
+        op: &Pointwise,
+        input: &[f32],
+        output: &mut [f32],
+        m: usize,
+        low: f32,
+        high: f32,
+    ) {
+        let (lo, hi) = (_mm256_set1_ps(low), _mm256_set1_ps(high));
+        for panel in 0..op.n.div_ceil(PANEL) {
+            let first = panel * PANEL;
+            let width = (op.n - first).min(PANEL);
+            // Strips of 16 channels (two vectors) across the panel.
+            for strip in (0..width).step_by(16) {
+                let channels = (width - strip).min(16);
+                let args = Args {
+                    input: input.as_ptr(),
+                    k: op.k,
+                    // SAFETY: within the panel (`strip` < `PANEL`).
+                    weights: op.panels.as_ptr().add(panel * op.k * PANEL + strip),
+                    bias: op.bias.as_ptr().add(first + strip),
+                    output: output.as_mut_ptr().add(first + strip),
+                    n: op.n,
+                    mask: tail_mask(channels),
+                    lo,
+                    hi,
+                };
+                if channels > 8 {
+                    rows::<2>(&args, m);
+                } else {
+                    rows::<1>(&args, m);
+                }
+            }
+        }
+    }
+
+    /// Lanes of the strip's last vector that are output channels, as
+    /// `_mm256_maskstore_ps` reads them (the sign bit of each lane).
+    #[target_feature(enable = "avx2")]
+    unsafe fn tail_mask(channels: usize) -> __m256i {
+        let last = channels - (channels - 1) / 8 * 8;
+        let lanes: [i32; 8] = std::array::from_fn(|l| if l < last { -1 } else { 0 });
+        // SAFETY: `lanes` is 8 i32 values, one unaligned 256-bit load.
+        _mm256_loadu_si256(lanes.as_ptr().cast())
+    }
+
+    struct Args {
+        input: *const f32,
+        k: usize,
+        /// Row 0 of the strip's weights; rows are `PANEL` apart.
+        weights: *const f32,
+        /// The strip's biases (whole vectors: the bias is zero-padded).
+        bias: *const f32,
+        /// The strip's column of output row 0.
+        output: *mut f32,
+        n: usize,
+        mask: __m256i,
+        lo: __m256,
+        hi: __m256,
+    }
+
+    /// All `m` positions, `P` at a time, then one at a time.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows<const V: usize>(a: &Args, m: usize) {
+        let mut p = 0;
+        while p + P <= m {
+            tile::<P, V>(a, p);
+            p += P;
+        }
+        while p < m {
+            tile::<1, V>(a, p);
+            p += 1;
+        }
+    }
+
+    /// Positions `p0 .. p0 + R`, `V` vectors of 8 output channels.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile<const R: usize, const V: usize>(a: &Args, p0: usize) {
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
+        for v in 0..V {
+            let b = _mm256_loadu_ps(a.bias.add(v * 8));
+            for row in acc.iter_mut() {
+                row[v] = b;
+            }
+        }
+        let rows = a.input.add(p0 * a.k);
+        for i in 0..a.k {
+            let wrow = a.weights.add(i * PANEL);
+            let mut w = [_mm256_setzero_ps(); V];
+            for (v, wv) in w.iter_mut().enumerate() {
+                *wv = _mm256_loadu_ps(wrow.add(v * 8));
+            }
+            for (p, row) in acc.iter_mut().enumerate() {
+                let x = _mm256_broadcast_ss(&*rows.add(p * a.k + i));
+                for v in 0..V {
+                    row[v] = _mm256_fmadd_ps(x, w[v], row[v]);
+                }
+            }
+        }
+        for (p, row) in acc.iter().enumerate() {
+            let out = a.output.add((p0 + p) * a.n);
+            for (v, r) in row.iter().enumerate() {
+                let r = _mm256_min_ps(_mm256_max_ps(*r, a.lo), a.hi);
+                if v + 1 == V {
+                    _mm256_maskstore_ps(out.add(v * 8), a.mask, r);
+                } else {
+                    _mm256_storeu_ps(out.add(v * 8), r);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,33 +468,35 @@ mod tests {
     fn equals_the_definition_on_every_width_and_remainder() {
         let mut seed = 3;
         let mut cases = 0;
+        let kernels: Vec<Kernel> = [Kernel::Avx512f, Kernel::Avx2Fma, Kernel::Plain]
+            .into_iter()
+            .filter(|k| k.runs_here())
+            .collect();
         for &n in &[1, 7, 16, 17, 24, 32, 40, 48, 63, 64, 65, 96, 144, 200] {
             for &k in &[1, 3, 16, 24, 97] {
                 for &m in &[1, 5, 6, 7, 13, 24, 25, 49, 50] {
                     let op = Pointwise::new(&values(n * k, &mut seed), &values(n, &mut seed), n, k);
                     let input = values(m * k, &mut seed);
                     for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 0.5)] {
-                        let mut got = vec![f32::NAN; m * n];
                         let mut want = vec![f32::NAN; m * n];
-                        op.run(&input, &mut got, lo, hi);
                         op.run_plain(&input, &mut want, lo, hi);
-                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                            let tol = 1e-5 * (1.0 + k as f32).sqrt() * 4.0;
-                            assert!((g - w).abs() <= tol, "n {n} k {k} m {m} at {i}: {g} vs {w}");
+                        for &kernel in &kernels {
+                            let mut got = vec![f32::NAN; m * n];
+                            op.run_on(kernel, &input, &mut got, lo, hi);
+                            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                                let tol = 1e-5 * (1.0 + k as f32).sqrt() * 4.0;
+                                assert!(
+                                    (g - w).abs() <= tol,
+                                    "{kernel:?}: n {n} k {k} m {m} at {i}: {g} vs {w}"
+                                );
+                            }
+                            cases += 1;
                         }
-                        cases += 1;
                     }
                 }
             }
         }
         assert!(cases > 1000, "{cases}");
-        println!(
-            "kernel: {}",
-            if Pointwise::fast() {
-                "AVX-512F"
-            } else {
-                "plain"
-            }
-        );
+        println!("kernels: {kernels:?}");
     }
 }

@@ -428,12 +428,9 @@ fn out_and_pad(
 /// weights (tract's `EinSum` `HWI,OI->HWO`, with or without a batch axis of
 /// 1), with the constant per-channel `Add` (its bias) and the clamp that
 /// follow it if they do, by one [`crate::inference::rewrite::fused::PointwiseClip`]; returns
-/// how many. Only where `x86_pointwise`'s AVX-512F kernel runs: elsewhere
-/// tract's own matrix products are the faster path, and nothing changes.
+/// how many. The op runs on the 1x1 kernel of the process's kernel family
+/// ([`crate::inference::kernels`]).
 pub fn fuse_pointwise(model: &mut TypedModel) -> TractResult<usize> {
-    if !x86_pointwise::Pointwise::fast() {
-        return Ok(0);
-    }
     rewrite_all(model, pointwise_one)
 }
 
