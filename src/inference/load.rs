@@ -108,19 +108,21 @@ fn build_plan(bytes: Vec<u8>, spec: &ModelConfig) -> TractResult<Plan> {
     let declutter = crate::inference::tf_import::declutter(&mut model)?;
     // predictd's rewrites and fused ops, unless the `tract` kernel family
     // asks for tract's plan as tract builds it.
-    let (folded, fused, pointwise) = if super::kernels::rewrites() {
-        use crate::inference::rewrite::fold;
+    let (folded, fused, pointwise, dense) = if super::kernels::rewrites() {
+        use crate::inference::rewrite::{dense, fold};
         (
             fold::fold_depthwise_channel_ops(&mut model)?,
             fold::fuse_depthwise_clip(&mut model)?,
             fold::fuse_pointwise(&mut model)?,
+            dense::fuse_dense(&mut model)?,
         )
     } else {
-        (0, 0, 0)
+        (0, 0, 0, 0)
     };
     log::debug!(
         "model {}: {folded} per-channel operations folded into depthwise convolutions, \
-         {fused} clamps fused with theirs, {pointwise} 1x1 convolutions on predictd's kernel",
+         {fused} clamps fused with theirs, {pointwise} 1x1 and {dense} dense convolutions \
+         on predictd's kernel",
         spec.name
     );
     // Again after predictd's rewrites, as tract's into_optimized does.

@@ -26,7 +26,7 @@ pub fn fold_depthwise_channel_ops(model: &mut TypedModel) -> TractResult<usize> 
 
 /// Applies `rewrite` wherever it offers a patch, until it offers none;
 /// returns how many patches were applied.
-fn rewrite_all(
+pub(super) fn rewrite_all(
     model: &mut TypedModel,
     rewrite: fn(&TypedModel, usize) -> TractResult<Option<TypedModelPatch>>,
 ) -> TractResult<usize> {
@@ -227,7 +227,7 @@ fn folded_weights(op: &ChannelOp) -> TractResult<Option<(Tensor, Tensor)>> {
 }
 
 /// An f32 tensor's values, in order.
-fn plain_f32(tensor: &Tensor) -> TractResult<Vec<f32>> {
+pub(super) fn plain_f32(tensor: &Tensor) -> TractResult<Vec<f32>> {
     Ok(tensor
         .to_plain_array_view::<f32>()?
         .iter()
@@ -256,7 +256,7 @@ pub fn fuse_depthwise_clip(model: &mut TypedModel) -> TractResult<usize> {
 
 /// The only consumer of `id`'s output, if it is a `Max` or `Min` with a
 /// one-value constant: (is it `Max`, the value, the node).
-fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(bool, f32, usize)>> {
+pub(super) fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(bool, f32, usize)>> {
     let Some((succ, bin, slot)) = sole_binary_successor(model, id)? else {
         return Ok(None);
     };
@@ -278,7 +278,7 @@ fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(bool, f32, 
 
 /// A clamp as the only consumers of `id`'s output: `Max` then `Min`, or
 /// `Min` then `Max`, with one-value constants: (low, high, the last node).
-fn clamp_pair_after(model: &TypedModel, id: usize) -> TractResult<Option<(f32, f32, usize)>> {
+pub(super) fn clamp_pair_after(model: &TypedModel, id: usize) -> TractResult<Option<(f32, f32, usize)>> {
     let Some((first_max, first, first_id)) = clamp_after(model, id)? else {
         return Ok(None);
     };
@@ -402,7 +402,7 @@ fn depthwise_clip(
 /// (output size, padding before) of spatial axis `axis` under `padding`,
 /// for an input of `size`, a kernel of `k` and a stride of `s`; `None` for
 /// a padding `DepthwiseClip` does not do.
-fn out_and_pad(
+pub(super) fn out_and_pad(
     padding: &PaddingSpec,
     size: usize,
     k: usize,
