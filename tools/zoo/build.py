@@ -269,6 +269,24 @@ def b_vgg16():
     return keras.Model(inp, x, name="vgg16")
 
 
+def b_vgg_block_112():
+    """VGG16's first two blocks at a real size (112x112, 64 and 128
+    channels): four 3x3 'same' relu convolutions around a 2x2 max pool,
+    then global average pooling and the predictions. The zoo's other
+    graphs are small; this one times dense convolutions where their cost
+    is the model's (benches/zoo.sh)."""
+    inp = L.Input(shape=(112, 112, 3))
+    x = inp
+    for b, f in enumerate([64, 128], start=1):
+        for c in (1, 2):
+            x = L.Conv2D(f, (3, 3), activation="relu", padding="same", name=f"block{b}_conv{c}")(x)
+        if b == 1:
+            x = L.MaxPooling2D((2, 2), strides=(2, 2), name="block1_pool")(x)
+    x = L.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = L.Dense(CLASSES, activation="softmax", name="predictions")(x)
+    return keras.Model(inp, x, name="vgg_block_112")
+
+
 def b_xception():
     """Mini Xception: same layer types/blocks as keras.applications.Xception
     (entry/middle/exit flow, SeparableConv2D+BN, 1x1 stride-2 Conv2D residual
@@ -977,6 +995,11 @@ FAMILIES = {
                            "Mini VGG16 (2-2-3-3-3 Conv2D relu 'same' + MaxPooling2D, Flatten, fc1, fc2, "
                            "predictions), 64x64, widths 8..32, fc 64."),
               ["Conv2D", "BiasAdd", "Relu", "MaxPool", "Reshape", "MatMul", "Softmax"]),
+    "vgg_block_112": (keras_family("vgg_block_112", b_vgg_block_112, 112, 112, (-1, 1),
+                                   "VGG16's first two blocks at 112x112 (block1 64 channels, 2x2 max pool, "
+                                   "block2 128 channels: 3x3 Conv2D relu 'same'), GlobalAveragePooling2D, "
+                                   "predictions: dense convolutions at a real size."),
+                      ["Conv2D", "BiasAdd", "Relu", "MaxPool", "Mean", "Softmax"]),
     "convnext_tiny": (keras_family("convnext_tiny", b_convnext_tiny, 64, 64, (0, 255),
                                    "keras.src.applications.convnext.ConvNeXt(depths=[1,1,2,1], "
                                    "projection_dims=[16,32,64,96], model_name convnext_tiny, "
