@@ -106,11 +106,15 @@ for i in $(seq 6); do
     inside /usr/bin/predictd predict --socket "$socket" --x 10 --y 10 /root/photo.jpg >/dev/null || errors=$((errors + 1))
 done
 [ "$errors" = 0 ] || fail "$errors predictions failed around the reload"
+# The journal is read whole, then searched: `journalctl | grep -q` fails
+# under pipefail when grep stops reading before journalctl has written all
+# (SIGPIPE), which a long journal makes likely.
+reloaded() { local journal; journal=$(inside journalctl -u predictd --no-pager); grep -q "reload: ok" <<<"$journal"; }
 for _ in $(seq 100); do
-    inside journalctl -u predictd --no-pager | grep -q "reload: ok" && break
+    reloaded && break
     sleep 0.1
 done
-inside journalctl -u predictd --no-pager | grep -q "reload: ok" || fail "no 'reload: ok' in the journal"
+reloaded || fail "no 'reload: ok' in the journal"
 [ "$(inside systemctl show -p MainPID --value predictd)" = "$pid_before" ] || fail "the reload restarted the daemon"
 
 echo "== the journal has the per-request lines"
