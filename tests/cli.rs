@@ -124,6 +124,36 @@ fn kernel_families_are_chosen_by_the_environment() {
             }
         }
     }
+    // Unset on a machine that runs both AVX families: chosen by a
+    // self-benchmark, logged with its timings; forced: no benchmark.
+    let unset = Command::new(BIN)
+        .args(["check"])
+        .current_dir(root())
+        .env_remove("PREDICTD_KERNELS")
+        .env("PREDICTD_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&unset.stderr);
+    let benchmarked = log.lines().find(|l| l.contains("kernels: self-benchmark"));
+    if has("avx512") && has("avx2") {
+        let line = benchmarked.unwrap_or_else(|| panic!("no self-benchmark line:\n{log}"));
+        assert!(
+            line.contains("avx512 ") && line.contains("avx2 ") && line.contains(": family=avx"),
+            "{line}"
+        );
+    } else {
+        assert!(benchmarked.is_none(), "{log}");
+    }
+    let forced = Command::new(BIN)
+        .args(["check"])
+        .current_dir(root())
+        .env("PREDICTD_KERNELS", "portable")
+        .env("PREDICTD_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&forced.stderr);
+    assert!(log.contains("model load:"), "logged at info: {log}");
+    assert!(!log.contains("self-benchmark"), "{log}");
     let (code, _, err) = run_with_kernels("sse9", &["check"]);
     assert_eq!(code, 78, "{err}");
     assert!(

@@ -73,8 +73,9 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    // The kernel family, before anything looks at the machine for tract.
-    if let Err(e) = crate::inference::kernels::init() {
+    // A kernel family forced by the environment must be one this CPU
+    // runs; the family is set up when the first model loads.
+    if let Err(e) = crate::inference::kernels::validate() {
         eprintln!("predictd: {e}");
         return ExitCode::from(error::EX_CONFIG);
     }

@@ -18,6 +18,13 @@
 //! tract's.
 //!
 //! An unknown value, or a family this CPU cannot run, is a start-up error.
+//!
+//! Unset, the family is chosen by measured speed where the machine runs
+//! more than one: a self-benchmark of a few milliseconds at the first model
+//! load times the AVX-512F and AVX2+FMA kernels on a 1x1 and a depthwise
+//! convolution of the theme CNN's sizes, and keeps AVX-512F unless AVX2 is
+//! faster by more than [`MARGIN`] (a CPU that slows its clock for AVX-512
+//! may lose by it). The timings and the choice are logged.
 
 use std::sync::OnceLock;
 
@@ -115,22 +122,107 @@ impl Family {
 
 static CHOSEN: OnceLock<Result<Family, KernelsError>> = OnceLock::new();
 
-/// Reads `PREDICTD_KERNELS` and sets the family up, once: later calls
-/// return the same answer. The command line calls it first thing (an
-/// error stops it with the reason); a model load calls it too, so a
-/// program or test that loads models directly honours the variable.
+/// The family `PREDICTD_KERNELS` forces, if any, checked against the CPU.
+fn forced() -> Result<Option<Family>, KernelsError> {
+    match std::env::var(VARIABLE) {
+        Ok(text) if !text.trim().is_empty() => {
+            let family = Family::parse(&text)?;
+            family.check()?;
+            Ok(Some(family))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Whether `PREDICTD_KERNELS` names a family this CPU runs (or nothing):
+/// the command line asks first thing, before anything is loaded.
+pub fn validate() -> Result<(), KernelsError> {
+    forced().map(|_| ())
+}
+
+/// Sets the family up, once: the forced one, or the one the self-benchmark
+/// chooses; later calls return the same answer. A model load calls it
+/// before tract looks at the machine.
 pub fn init() -> Result<Family, KernelsError> {
     CHOSEN
         .get_or_init(|| {
-            let wanted = match std::env::var(VARIABLE) {
-                Ok(text) if !text.trim().is_empty() => Family::parse(&text)?,
-                _ => Family::best(),
+            let family = match forced()? {
+                Some(family) => family,
+                None => measured(),
             };
-            wanted.check()?;
-            apply(wanted);
-            Ok(wanted)
+            apply(family);
+            Ok(family)
         })
         .clone()
+}
+
+/// AVX2 must be faster than AVX-512F by more than this share for the
+/// self-benchmark to choose it: on a machine where both run at one clock,
+/// AVX-512F wins clearly (the theme CNN 11.1 against 13.5-14.6 ms here),
+/// and a noisy shared machine must not flip the choice back and forth.
+pub const MARGIN: f64 = 0.10;
+
+/// The family the self-benchmark chooses (the only one the machine runs,
+/// where it runs one), logged with its timings.
+fn measured() -> Family {
+    let runs = |f: Family| f.check().is_ok();
+    if !(runs(Family::Avx512) && runs(Family::Avx2)) {
+        return Family::best();
+    }
+    let wide = bench(x86_pointwise::Kernel::Avx512f, x86_depthwise::AVX512F);
+    let narrow = bench(x86_pointwise::Kernel::Avx2Fma, x86_depthwise::AVX2_FMA);
+    let family = if narrow < wide * (1.0 - MARGIN) {
+        Family::Avx2
+    } else {
+        Family::Avx512
+    };
+    log::info!(
+        "kernels: self-benchmark (1x1 and depthwise convolutions, best of 7): \
+         avx512 {wide:.3} ms, avx2 {narrow:.3} ms: family={}",
+        family.name()
+    );
+    family
+}
+
+/// Milliseconds, best of seven, of one 1x1 convolution (28x28 positions,
+/// 128 to 128 channels) and one 3x3 depthwise convolution (28x28, 128
+/// channels, stride 1, inner taps) on the given kernels.
+fn bench(pointwise: x86_pointwise::Kernel, depthwise: &str) -> f64 {
+    let (m, c) = (28 * 28, 128);
+    let values = |n: usize| -> Vec<f32> { (0..n).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect() };
+    let op = x86_pointwise::Pointwise::new(&values(c * c), &values(c), c, c);
+    let input = values(m * c);
+    let mut output = vec![0f32; m * c];
+    // Depthwise: one row of 26 inner positions at a time, 9 taps.
+    let (w, len) = (28usize, 26usize);
+    let taps: Vec<usize> = (0..9).collect();
+    let offsets: Vec<isize> = (0..9)
+        .map(|t| (((t / 3) * w + t % 3) * c) as isize)
+        .collect();
+    let (kernel, bias) = (values(9 * c), values(c));
+    let mut best = f64::INFINITY;
+    for _ in 0..7 {
+        let started = std::time::Instant::now();
+        op.run_on(pointwise, &input, &mut output, 0.0, 6.0);
+        for row in 0..26 {
+            let from = row * w * c;
+            let out = &mut output[row * len * c..(row + 1) * len * c];
+            x86_depthwise::run_channels_with(
+                depthwise,
+                &input[from..],
+                out,
+                &kernel,
+                &taps,
+                &offsets,
+                &bias,
+                c,
+                len,
+                c,
+            );
+        }
+        best = best.min(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    best
 }
 
 fn apply(family: Family) {

@@ -132,6 +132,52 @@ pub fn run_channels(
     len: usize,
     in_stride: usize,
 ) {
+    let run = tract_linalg::routines::depthwise_c_f32().unwrap_or(portable::depthwise_c_f32);
+    checked_run(
+        run, input, output, kernel, taps, offsets, bias, channels, len, in_stride,
+    )
+}
+
+/// [`run_channels`] on this crate's kernel named `name` ([`AVX512F`],
+/// [`AVX2_FMA`], [`PORTABLE`]), for a program that times them against each
+/// other; `false` (and nothing computed) if this machine cannot run it.
+#[allow(clippy::too_many_arguments)]
+pub fn run_channels_with(
+    name: &str,
+    input: &[f32],
+    output: &mut [f32],
+    kernel: &[f32],
+    taps: &[usize],
+    offsets: &[isize],
+    bias: &[f32],
+    channels: usize,
+    len: usize,
+    in_stride: usize,
+) -> bool {
+    let Some((_, run)) = runnable_here().into_iter().find(|(n, _)| *n == name) else {
+        return false;
+    };
+    checked_run(
+        run, input, output, kernel, taps, offsets, bias, channels, len, in_stride,
+    );
+    true
+}
+
+/// Checks the routine's contract, then runs `routine`, which must be one
+/// this machine runs (tract's registry's answer, or [`runnable_here`]'s).
+#[allow(clippy::too_many_arguments)]
+fn checked_run(
+    routine: tract_linalg::routines::DepthwiseCF32,
+    input: &[f32],
+    output: &mut [f32],
+    kernel: &[f32],
+    taps: &[usize],
+    offsets: &[isize],
+    bias: &[f32],
+    channels: usize,
+    len: usize,
+    in_stride: usize,
+) {
     assert_eq!(taps.len(), offsets.len());
     assert!(bias.len() >= channels && output.len() >= len * channels);
     if len == 0 || channels == 0 {
@@ -146,11 +192,12 @@ pub fn run_channels(
             "a tap past the kernel"
         );
     }
-    let run = tract_linalg::routines::depthwise_c_f32().unwrap_or(portable::depthwise_c_f32);
     // SAFETY: the asserts above are the routine's contract (every read of
-    // input, kernel and bias is in bounds, every write of output too).
+    // input, kernel and bias is in bounds, every write of output too), and
+    // `routine` runs on this machine (both callers take it from tract's
+    // registry, filtered by what the machine runs).
     unsafe {
-        run(
+        routine(
             input.as_ptr(),
             output.as_mut_ptr(),
             kernel.as_ptr(),
