@@ -5,9 +5,15 @@ use common::*;
 use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String, String) {
+    run_env(args, &[])
+}
+
+/// Runs the binary in the checkout with `env` set.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .current_dir(root())
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -42,17 +48,7 @@ fn check_passes_on_the_shipped_models() {
 }
 
 fn run_with_kernels(family: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(root())
-        .env("PREDICTD_KERNELS", family)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_env(args, &[("PREDICTD_KERNELS", family)])
 }
 
 /// `PREDICTD_KERNELS` forces a kernel family: `check` names it, every

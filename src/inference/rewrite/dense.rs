@@ -14,6 +14,7 @@
 //! clamp that follows it, if one does.
 
 use super::fold::{clamp_after, clamp_pair_after, out_and_pad, plain_f32, rewrite_all};
+use super::fused::{data_only_fact, eval_data_only};
 use tract_tensorflow::prelude::*;
 use tract_tensorflow::tract_core::internal::*;
 use tract_tensorflow::tract_core::ops::cnn::conv::Conv;
@@ -174,32 +175,20 @@ impl EvalOp for DenseClip {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        if inputs.len() != 1 {
-            return Err(TractError::msg("DenseClip takes its data only"));
-        }
-        let view = inputs[0].to_plain_array_view::<f32>()?;
-        let Some(input) = view.to_slice() else {
-            return Err(TractError::msg("DenseClip needs contiguous input"));
-        };
-        if input.len() != self.input_shape.iter().product::<usize>() {
-            return Err(TractError::msg("DenseClip: input does not match its shape"));
-        }
-        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
-        let mut out_view = output.to_plain_array_view_mut::<f32>()?;
-        let Some(out) = out_view.as_slice_mut() else {
-            return Err(TractError::msg("a new tensor is contiguous"));
-        };
-        self.run(input, out);
-        Ok(tvec!(output.into_tvalue()))
+        let len: usize = self.input_shape.iter().product();
+        eval_data_only(
+            "DenseClip",
+            &inputs,
+            |l| l == len,
+            &self.output_shape,
+            |i, o| self.run(i, o),
+        )
     }
 }
 
 impl TypedOp for DenseClip {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        if inputs.len() != 1 {
-            return Err(TractError::msg("DenseClip takes its data only"));
-        }
-        Ok(tvec!(f32::fact(&self.output_shape)))
+        data_only_fact("DenseClip", inputs, &self.output_shape)
     }
 
     as_op!();
@@ -334,18 +323,8 @@ fn dense_clip(model: &TypedModel, id: usize) -> TractResult<Option<DenseClip>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fused::tests::values;
     use super::*;
-
-    fn values(n: usize, seed: &mut u64) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                *seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((*seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     /// Every kernel size, stride and padding the rewrite accepts, odd
     /// channel counts, clamped and not: equal to the definition within

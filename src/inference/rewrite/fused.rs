@@ -301,43 +301,75 @@ impl EvalOp for PointwiseClip {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        if inputs.len() != 1 {
-            return Err(TractError::msg("PointwiseClip takes its data only"));
-        }
-        let view = inputs[0].to_plain_array_view::<f32>()?;
-        let Some(input) = view.to_slice() else {
-            return Err(TractError::msg("PointwiseClip needs contiguous input"));
-        };
-        let k = self.weights.input_channels();
+        let (k, n) = (
+            self.weights.input_channels(),
+            self.weights.output_channels(),
+        );
         let out_len: usize = self.output_shape.iter().product();
-        if input.len() % k != 0 || input.len() / k * self.weights.output_channels() != out_len {
-            return Err(TractError::msg(
-                "PointwiseClip: input does not match its shape",
-            ));
-        }
-        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
-        let mut out_view = output.to_plain_array_view_mut::<f32>()?;
-        let Some(out) = out_view.as_slice_mut() else {
-            return Err(TractError::msg("a new tensor is contiguous"));
-        };
-        self.run(input, out);
-        Ok(tvec!(output.into_tvalue()))
+        let fits = |len: usize| len % k == 0 && len / k * n == out_len;
+        eval_data_only(
+            "PointwiseClip",
+            &inputs,
+            fits,
+            &self.output_shape,
+            |i, o| self.run(i, o),
+        )
     }
 }
 
 impl TypedOp for PointwiseClip {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        if inputs.len() != 1 {
-            return Err(TractError::msg("PointwiseClip takes its data only"));
-        }
-        Ok(tvec!(f32::fact(&self.output_shape)))
+        data_only_fact("PointwiseClip", inputs, &self.output_shape)
     }
 
     as_op!();
 }
 
+/// The eval of a fused op whose one input is its data (its weights are its
+/// own): the data as a contiguous f32 slice whose length `fits`, and a new
+/// output tensor of `shape` that `compute` fills.
+pub(super) fn eval_data_only(
+    name: &str,
+    inputs: &[TValue],
+    fits: impl Fn(usize) -> bool,
+    shape: &[usize],
+    compute: impl FnOnce(&[f32], &mut [f32]),
+) -> TractResult<TVec<TValue>> {
+    if inputs.len() != 1 {
+        return Err(TractError::msg(format!("{name} takes its data only")));
+    }
+    let view = inputs[0].to_plain_array_view::<f32>()?;
+    let Some(input) = view.to_slice() else {
+        return Err(TractError::msg(format!("{name} needs contiguous input")));
+    };
+    if !fits(input.len()) {
+        return Err(TractError::msg(format!(
+            "{name}: input does not match its shape"
+        )));
+    }
+    let mut output = Tensor::zero::<f32>(shape)?;
+    let mut out_view = output.to_plain_array_view_mut::<f32>()?;
+    let Some(out) = out_view.as_slice_mut() else {
+        return Err(TractError::msg("a new tensor is contiguous"));
+    };
+    compute(input, out);
+    Ok(tvec!(output.into_tvalue()))
+}
+
+/// The output fact of a fused op whose one input is its data.
+pub(super) fn data_only_fact(
+    name: &str,
+    inputs: &[&TypedFact],
+    shape: &[usize],
+) -> TractResult<TVec<TypedFact>> {
+    if inputs.len() != 1 {
+        return Err(TractError::msg(format!("{name} takes its data only")));
+    }
+    Ok(tvec!(f32::fact(shape)))
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The definition, one multiply-add at a time.
@@ -367,7 +399,7 @@ mod tests {
     }
 
     /// A small deterministic generator (no dependency for a test).
-    fn values(n: usize, seed: &mut u64) -> Vec<f32> {
+    pub(in crate::inference::rewrite) fn values(n: usize, seed: &mut u64) -> Vec<f32> {
         (0..n)
             .map(|_| {
                 *seed = seed
