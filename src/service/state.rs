@@ -9,13 +9,13 @@
 //! Nothing here knows HTTP.
 
 use crate::config::{Config, ConfigError};
-use crate::service::ratelimit::{ConnectionCounts, RateLimiter};
 use crate::image::cache::ImageCache;
 use crate::image::PixelBudget;
 use crate::inference::{ModelError, Registry};
 use crate::service::feedback::FeedbackStore;
 use crate::service::metrics::Metrics;
 use crate::service::paths::ImageRoots;
+use crate::service::ratelimit::{ConnectionCounts, RateLimiter};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -256,7 +256,10 @@ pub fn fuse_depthwise_clip(model: &mut TypedModel) -> TractResult<usize> {
 
 /// The only consumer of `id`'s output, if it is a `Max` or `Min` with a
 /// one-value constant: (is it `Max`, the value, the node).
-pub(super) fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(bool, f32, usize)>> {
+pub(super) fn clamp_after(
+    model: &TypedModel,
+    id: usize,
+) -> TractResult<Option<(bool, f32, usize)>> {
     let Some((succ, bin, slot)) = sole_binary_successor(model, id)? else {
         return Ok(None);
     };
@@ -278,7 +281,10 @@ pub(super) fn clamp_after(model: &TypedModel, id: usize) -> TractResult<Option<(
 
 /// A clamp as the only consumers of `id`'s output: `Max` then `Min`, or
 /// `Min` then `Max`, with one-value constants: (low, high, the last node).
-pub(super) fn clamp_pair_after(model: &TypedModel, id: usize) -> TractResult<Option<(f32, f32, usize)>> {
+pub(super) fn clamp_pair_after(
+    model: &TypedModel,
+    id: usize,
+) -> TractResult<Option<(f32, f32, usize)>> {
     let Some((first_max, first, first_id)) = clamp_after(model, id)? else {
         return Ok(None);
     };
