@@ -14,7 +14,7 @@
 //! clamp that follows it, if one does.
 
 use super::fold::{clamp_after, clamp_pair_after, out_and_pad, plain_f32, rewrite_all};
-use super::fused::{data_only_fact, eval_data_only};
+use super::fused::{data_only_fact, eval_data_only, split_rows};
 use tract_tensorflow::prelude::*;
 use tract_tensorflow::tract_core::internal::*;
 use tract_tensorflow::tract_core::ops::cnn::conv::Conv;
@@ -126,25 +126,12 @@ impl DenseClip {
         }
     }
 
-    /// Every output position. Inside a rayon pool of several threads (a
-    /// worker's pool, running an inference alone) the positions are split
-    /// in one part per thread, as `PointwiseClip` does.
+    /// Every output position, split over a worker's pool as the other
+    /// fused ops are ([`split_rows`], a band at least per thread).
     pub fn run(&self, input: &[f32], output: &mut [f32]) {
         let n = self.weights.output_channels();
-        let m = self.out_h * self.out_w;
-        let threads = match rayon::current_thread_index() {
-            Some(_) => rayon::current_num_threads().min(m / BAND).max(1),
-            None => 1,
-        };
-        if threads <= 1 {
-            self.run_rows(input, 0, output);
-            return;
-        }
-        let part = m.div_ceil(threads);
-        rayon::scope(|scope| {
-            for (i, out) in output.chunks_mut(part * n).enumerate() {
-                scope.spawn(move |_| self.run_rows(input, i * part, out));
-            }
+        split_rows(output, n, BAND, |first, out| {
+            self.run_rows(input, first, out)
         });
     }
 }

@@ -62,19 +62,8 @@ impl DepthwiseClip {
         assert_eq!(kernel.len(), self.kernel_h * self.kernel_w * c);
         assert_eq!(bias.len(), c);
         assert_eq!(output.len(), self.out_h * self.out_w * c);
-        let threads = match rayon::current_thread_index() {
-            Some(_) => rayon::current_num_threads().min(self.out_h),
-            None => 1,
-        };
-        if threads <= 1 || output.is_empty() {
-            self.run_rows(input, kernel, bias, 0, output);
-            return;
-        }
-        let band = self.out_h.div_ceil(threads);
-        rayon::scope(|scope| {
-            for (i, rows) in output.chunks_mut(band * self.out_w * c).enumerate() {
-                scope.spawn(move |_| self.run_rows(input, kernel, bias, i * band, rows));
-            }
+        split_rows(output, self.out_w * c, 1, |first, rows| {
+            self.run_rows(input, kernel, bias, first, rows)
         });
     }
 
@@ -260,23 +249,42 @@ impl PointwiseClip {
             self.weights.input_channels(),
             self.weights.output_channels(),
         );
-        let m = input.len() / k;
-        let threads = match rayon::current_thread_index() {
-            // not worth a wake-up for less than a few hundred positions
-            Some(_) => rayon::current_num_threads().min(m / 256).max(1),
-            None => 1,
-        };
-        if threads <= 1 {
-            self.weights.run(input, output, self.low, self.high);
-            return;
-        }
-        let band = m.div_ceil(threads);
-        rayon::scope(|scope| {
-            for (rows_in, rows_out) in input.chunks(band * k).zip(output.chunks_mut(band * n)) {
-                scope.spawn(move |_| self.weights.run(rows_in, rows_out, self.low, self.high));
-            }
+        // not worth a wake-up for less than a few hundred positions
+        split_rows(output, n, 256, |first, rows_out| {
+            let rows_in = &input[first * k..][..rows_out.len() / n * k];
+            self.weights.run(rows_in, rows_out, self.low, self.high)
         });
     }
+}
+
+/// Fills `output`, rows of `row_len` values, with `work(first_row, part)`
+/// (the rows from `first_row` on, as many as `part` holds). Inside a rayon
+/// pool of several threads (a model worker's pool when its inference is
+/// the only work: `[[model]] threads`) the rows are split in one part per
+/// thread, each of at least `min_rows` rows; anywhere else (a worker's own
+/// thread) on the calling thread alone, never on rayon's global pool.
+pub(super) fn split_rows(
+    output: &mut [f32],
+    row_len: usize,
+    min_rows: usize,
+    work: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let rows = output.len() / row_len.max(1);
+    let threads = match rayon::current_thread_index() {
+        Some(_) => rayon::current_num_threads().min(rows / min_rows).max(1),
+        None => 1,
+    };
+    if threads <= 1 {
+        work(0, output);
+        return;
+    }
+    let part = rows.div_ceil(threads);
+    let work = &work;
+    rayon::scope(|scope| {
+        for (i, chunk) in output.chunks_mut(part * row_len).enumerate() {
+            scope.spawn(move |_| work(i * part, chunk));
+        }
+    });
 }
 
 impl Op for PointwiseClip {
