@@ -140,14 +140,10 @@ fn kernel_families_are_chosen_by_the_environment() {
     } else {
         assert!(benchmarked.is_none(), "{log}");
     }
-    let forced = Command::new(BIN)
-        .args(["check"])
-        .current_dir(root())
-        .env("PREDICTD_KERNELS", "portable")
-        .env("PREDICTD_LOG", "info")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&forced.stderr);
+    let (_, _, log) = run_env(
+        &["check"],
+        &[("PREDICTD_KERNELS", "portable"), ("PREDICTD_LOG", "info")],
+    );
     assert!(log.contains("model load:"), "logged at info: {log}");
     assert!(!log.contains("self-benchmark"), "{log}");
     let (code, _, err) = run_with_kernels("sse9", &["check"]);
