@@ -95,10 +95,10 @@ impl Route {
     }
 }
 
-/// The route of a request, or why there is none for its method and path.
-fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
-    let route =
-        Route::of_path(path).ok_or_else(|| ApiError::NotFound(format!("No route {path}")))?;
+/// The route of a request whose path gave `found`, or why there is none
+/// for its method and path.
+fn route(found: Option<Route>, method: &Method, path: &str) -> Result<Route, ApiError> {
+    let route = found.ok_or_else(|| ApiError::NotFound(format!("No route {path}")))?;
     let allow = route.method();
     let allowed = allow == method.as_str() || (allow == "GET" && method == Method::HEAD);
     if !allowed {
@@ -120,7 +120,8 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let path = req.uri().path();
-    let routed = route(req.method(), path);
+    let found = Route::of_path(path);
+    let routed = route(found, req.method(), path);
     // Counted in flight, and logged, however the request ends: hyper drops
     // this future when the client hangs up, and the guard's Drop then
     // records the request as closed by the client.
@@ -129,7 +130,7 @@ pub async fn handle(
         peer,
         req.method().clone(),
         path.to_string(),
-        Route::of_path(path),
+        found,
     );
     let timeout_ms = match &routed {
         Ok(route) => route.timeout_ms(&state),
@@ -279,14 +280,20 @@ mod tests {
 
     #[test]
     fn routes_and_methods() {
-        assert_eq!(route(&Method::POST, "/v1/predict").unwrap(), Route::Predict);
-        assert_eq!(route(&Method::HEAD, "/healthz").unwrap(), Route::Healthz);
+        assert_eq!(
+            route(Route::of_path("/v1/predict"), &Method::POST, "/v1/predict").unwrap(),
+            Route::Predict
+        );
+        assert_eq!(
+            route(Route::of_path("/healthz"), &Method::HEAD, "/healthz").unwrap(),
+            Route::Healthz
+        );
         assert!(matches!(
-            route(&Method::GET, "/v1/predict"),
+            route(Route::of_path("/v1/predict"), &Method::GET, "/v1/predict"),
             Err(ApiError::MethodNotAllowed { .. })
         ));
         assert!(matches!(
-            route(&Method::GET, "/nope"),
+            route(Route::of_path("/nope"), &Method::GET, "/nope"),
             Err(ApiError::NotFound(_))
         ));
     }
